@@ -1,0 +1,49 @@
+# The handful of commands the README names. Target names are a contract: other tooling calls them.
+SHELL := /bin/bash
+CARGO ?= cargo
+TARGET_DIR := target/x86_64-unknown-linux-gnu
+
+.PHONY: all build test lint deps bench bench-agent demo e2e-up e2e-down e2e-test
+
+all: build
+
+## deps: install what the tests and benchmarks need from Debian (idempotent; no-op when present)
+deps:
+	@scripts/install-deps.sh
+
+## build: the static release binaries
+build:
+	$(CARGO) build --release -p deputy-agent
+	@ls -l $(TARGET_DIR)/release/deputy-agent
+
+## lint: formatting and clippy, as CI checks them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+## test: every test of the project (what CI runs through .ci/run)
+test: deps lint
+	$(CARGO) build --release -p deputy-agent
+	$(CARGO) test --workspace --all-features
+
+## bench-agent: preStop relay latency, floors, the K8sDeputy.jl nc shim, `run` RSS, binary size
+bench-agent: deps
+	$(CARGO) build --release -p deputy-agent
+	$(CARGO) bench -p deputy-agent --all-features --bench relay
+
+bench: bench-agent
+
+## demo: the whole story on a real local cluster (coming with the ship-it issue)
+demo:
+	@echo "make demo is coming: it will bring up the local node, deploy k8s-deputy and show a graceful Pod deletion."
+	@echo "Today: 'make test' runs the agent's tests; 'make bench-agent' prints its figures."
+
+## e2e-*: the real single-node Kubernetes harness (tests/e2e)
+e2e-up:
+	@tests/e2e/harness.sh up
+
+e2e-down:
+	@tests/e2e/harness.sh down
+
+e2e-test:
+	@tests/e2e/harness.sh test
