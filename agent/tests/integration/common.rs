@@ -1,0 +1,212 @@
+//! Helpers shared by the integration tests: locating binaries, spawning apps whose stdout is
+//! collected line by line, polling with deadlines (never fixed sleeps), and loud skips.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous deadline for things that normally take milliseconds (a loaded 2-core CI box).
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// The `deputy-agent` binary under test.
+pub fn agent() -> &'static str {
+    env!("CARGO_BIN_EXE_deputy-agent")
+}
+
+/// The example app (`cargo test` builds examples next to the test's `deps` directory).
+pub fn example_app() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let app = dir.join("examples").join("deputy-app");
+    assert!(
+        app.exists(),
+        "{} is missing: run the tests with `cargo test --all-features` (which builds examples)",
+        app.display()
+    );
+    app
+}
+
+/// A fresh IPC directory, removed on drop.
+pub fn ipc_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("deputy-ipc-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Polls `check` until it returns `Some` or `within` passes.
+pub fn poll_until<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether the tests run as root (needed for namespaces, mounts and UID switches).
+pub fn is_root() -> bool {
+    nix::unistd::Uid::effective().is_root()
+}
+
+/// Skips the calling test loudly unless every requirement holds. On CI (`CI` set) a missing
+/// part is a failure, not a skip: our CI machine must have everything.
+#[macro_export]
+macro_rules! require {
+    ($($what:expr => $ok:expr),+ $(,)?) => {
+        $(
+            if !$ok {
+                if std::env::var_os("CI").is_some() {
+                    panic!("required part missing on CI: {}", $what);
+                }
+                eprintln!("SKIPPED {}: needs {}", module_path!(), $what);
+                return;
+            }
+        )+
+    };
+}
+
+/// Whether `program` is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A spawned process whose stdout lines are collected as they arrive.
+pub struct Proc {
+    pub child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Proc {
+    /// Spawns `command` with stdout piped (stderr inherited, so failures show in test output).
+    pub fn spawn(mut command: Command) -> Self {
+        command.stdout(Stdio::piped());
+        if command.get_program() != "sh" {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.spawn().expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let (lock, cond) = &*sink;
+                lock.lock().unwrap().push(line);
+                cond.notify_all();
+            }
+        });
+        Self { child, lines }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for a line containing `needle`; panics with everything seen so far otherwise.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        let (lock, cond) = &*self.lines;
+        let deadline = Instant::now() + DEADLINE;
+        let mut lines = lock.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no line containing {needle:?}; got {lines:#?}"
+            );
+            lines = cond.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// How many lines so far contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// All lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.0.lock().unwrap().clone()
+    }
+
+    /// Writes a line to the process's stdin.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        writeln!(stdin, "{line}").expect("write stdin");
+    }
+
+    /// Waits for exit within the deadline; returns the exit code (128+N for signal N).
+    pub fn wait_exit(&mut self, within: Duration) -> i32 {
+        let status = poll_until(within, || self.child.try_wait().unwrap()).unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!(
+                "process {} did not exit within {within:?}; output {:#?}",
+                self.pid(),
+                self.lines()
+            )
+        });
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    }
+
+    /// Whether it is still running (reaps it if not).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The example app registered in `dir` with `args`, once it reports it registered.
+pub fn start_app(dir: &Path, args: &[&str]) -> Proc {
+    let mut command = Command::new(example_app());
+    command
+        .args(args)
+        .env("DEPUTY_IPC_DIR", dir)
+        .env("DEPUTY_HEALTH_CHECK_HOST", "127.0.0.1")
+        .env("DEPUTY_HEALTH_CHECK_PORT", "0")
+        .env_remove("DEPUTY_SUPERVISOR_PID");
+    let app = Proc::spawn(command);
+    app.wait_for_line("registered pid=");
+    app
+}
+
+/// `deputy-agent <args>` with `DEPUTY_IPC_DIR=dir`, run to completion: (exit code, stderr).
+pub fn agent_output(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(agent())
+        .args(args)
+        .env("DEPUTY_IPC_DIR", dir)
+        .output()
+        .expect("run deputy-agent");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.code().unwrap_or(-1), text)
+}

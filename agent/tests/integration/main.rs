@@ -1,0 +1,7 @@
+//! Integration tests of `deputy-agent` and the `deputy_agent` library: real processes, real
+//! UNIX sockets, real signals, real namespaces. Tests that need root or a tool the machine lacks
+//! skip loudly (and fail on CI, where everything must be present).
+
+#[macro_use]
+mod common;
+mod terminate;
