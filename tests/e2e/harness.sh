@@ -44,7 +44,9 @@ CGROUP_ROOT=k8s-deputy-e2e
 KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
 	kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Host paths outside $STATE that the daemons create; removed at down when up created them.
-HOST_PATHS=(/var/log/containers /var/lib/cni /run/containerd /opt/containerd /run/netns)
+# (/var/lib/kubelet: the device-plugin socket ignores --root-dir; /run/mount: libmount's utab,
+# made by the first mount or umount; /run/netns: ip netns, a mount point of its own.)
+HOST_PATHS=(/var/log/containers /var/lib/cni /var/lib/kubelet /run/containerd /opt/containerd /run/netns /run/mount)
 APT_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables conntrack jq curl openssl iproute2 util-linux)
 
 PKI=$STATE/pki
@@ -121,22 +123,22 @@ build_images() {
 	for a in $(/bin/busybox --list); do [[ $a == busybox ]] || ln -sf busybox "$bb/bin/$a"; done
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' >"$bb/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$bb/etc/group"
-	make_image "$bb" busybox localhost/busybox:e2e 65534 '["/bin/sh"]'
+	make_image "$bb" busybox localhost/busybox:e2e 65534 null '["/bin/sh"]'
 	rm -rf "$work"
 }
 
-# make_image ROOTFS FILE NAME USER ENTRYPOINT: writes $IMG_CACHE/FILE.tar when its inputs changed.
+# make_image ROOTFS FILE NAME USER ENTRYPOINT [CMD]: writes $IMG_CACHE/FILE.tar when its inputs changed.
 make_image() {
-	local rootfs=$1 file=$2 name=$3 user=$4 ep=$5 key
+	local rootfs=$1 file=$2 name=$3 user=$4 ep=$5 cmd=${6:-null} key
 	key=$({
 		tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$rootfs" -cf - . | sha256sum
 		cat "$E2E_DIR/lib/oci-image.sh"
-		echo "$name $user $ep"
+		echo "$name $user $ep $cmd"
 	} | sha256sum | cut -d' ' -f1)
 	if [[ -f $IMG_CACHE/$file.tar && -f $IMG_CACHE/$file.key && $(cat "$IMG_CACHE/$file.key") == "$key" ]]; then
 		return 0
 	fi
-	"$E2E_DIR/lib/oci-image.sh" "$IMG_CACHE/$file.tar" "$name" "$user" "$rootfs" "$ep" >/dev/null
+	"$E2E_DIR/lib/oci-image.sh" "$IMG_CACHE/$file.tar" "$name" "$user" "$rootfs" "$ep" "$cmd" >/dev/null
 	echo "$key" >"$IMG_CACHE/$file.key"
 	log "wrote image $name to $IMG_CACHE/$file.tar"
 }
@@ -265,6 +267,7 @@ write_configs() {
       "type": "bridge",
       "bridge": "$POD_BRIDGE",
       "isGateway": true,
+      "isDefaultGateway": true,
       "ipMasq": false,
       "hairpinMode": true,
       "ipam": {
@@ -290,7 +293,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "localhost/pause:e2e"
   tolerate_missing_hugetlb_controller = true
-  restrict_oom_score_adj = false
+  # This VM gives root no CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below its
+  # own; clamp the kubelet's negative scores (sandboxes ask for -998) instead of failing.
+  restrict_oom_score_adj = true
   disable_apparmor = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -654,11 +659,17 @@ restore_host() {
 			[[ -n $p && -e $p ]] || continue
 			if [[ $p == /run/netns ]]; then
 				# Only when no other namespace lives there.
-				rmdir "$p" 2>/dev/null || true
+				if [[ -z $(ls -A "$p") ]]; then
+					umount "$p" 2>/dev/null || true
+					rmdir "$p"
+				fi
+			elif [[ $p == /run/mount ]]; then
+				continue # last: every umount above may recreate it
 			else
 				rm -rf "$p"
 			fi
 		done <"$STATE/host/paths.created"
+		if grep -qx /run/mount "$STATE/host/paths.created"; then rm -rf /run/mount; fi
 	fi
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes an OCI image layout tarball from a directory, with no registry and no daemon:
-#   oci-image.sh OUT.tar NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]
+#   oci-image.sh OUT.tar NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]   (null omits either)
 # e.g. oci-image.sh busybox.tar localhost/busybox:e2e 65534 ./rootfs '["/bin/sh"]'
 # One uncompressed layer (so its digest is also its diff_id), a config with a numeric User,
 # and an index.json whose annotation names the image for `ctr images import`.
@@ -37,7 +37,8 @@ read -r layer_digest layer_size < <(put "$work/layer")
 
 jq -n --arg user "$user" --argjson ep "$entrypoint" --argjson cmd "$cmd" --arg diff "$layer_digest" '{
 	architecture: "amd64", os: "linux", created: "1970-01-01T00:00:00Z",
-	config: ({User: $user, Env: ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"], Entrypoint: $ep, WorkingDir: "/"}
+	config: ({User: $user, Env: ["PATH=/bin:/usr/bin:/sbin:/usr/sbin"], WorkingDir: "/"}
+		+ (if $ep == null then {} else {Entrypoint: $ep} end)
 		+ (if $cmd == null then {} else {Cmd: $cmd} end)),
 	rootfs: {type: "layers", diff_ids: [$diff]},
 	history: [{created: "1970-01-01T00:00:00Z", created_by: "tests/e2e/lib/oci-image.sh"}]
