@@ -725,18 +725,18 @@ cmd_test() {
 	fi
 	test_images
 	log "running the e2e suite against $kc"
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --release -- --test-threads=2)
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3)
 }
 
 # test_images: the suite's own tool image (webhook server, socket binder) from its static binary.
 test_images() {
 	log "building the e2e tool binary"
-	(cd "$E2E_DIR" && cargo build --release --bin deputy-e2e-tool) >&2
-	local work bin=$E2E_DIR/target/x86_64-unknown-linux-gnu/release/deputy-e2e-tool
+	(cd "$E2E_DIR" && cargo build --bin deputy-e2e-tool) >&2
+	local work bin=$E2E_DIR/target/x86_64-unknown-linux-gnu/debug/deputy-e2e-tool
 	work=$(mktemp -d)
 	mkdir -p "$work/bin" "$work/tmp"
 	chmod 1777 "$work/tmp"
-	cp "$bin" "$work/bin/deputy-e2e-tool"
+	strip -o "$work/bin/deputy-e2e-tool" "$bin"
 	make_image "$work" e2e-tool localhost/deputy-e2e-tool:e2e 65534 '["/bin/deputy-e2e-tool"]'
 	rm -rf "$work"
 	import_image "$IMG_CACHE/e2e-tool.tar"

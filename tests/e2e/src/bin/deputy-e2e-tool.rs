@@ -1,0 +1,162 @@
+//! `deputy-e2e-tool`: the one static binary inside the `localhost/deputy-e2e-tool:e2e` image.
+//!
+//! It is what the e2e tests run in Pods where busybox cannot do the job:
+//!
+//! * `webhook --cert FILE --key FILE [--port N]`: an HTTPS mutating admission webhook on
+//!   `POST /mutate` that adds the annotation `e2e.k8s-deputy.io/mutated: <its hostname>`;
+//! * `bind-unix PATH`: binds a UNIX socket at PATH and answers `pong` to every connection;
+//! * `connect-unix PATH`: connects to PATH and prints what it reads;
+//! * `write-file PATH`: tries to create PATH and says whether it could;
+//! * `cat PATH`: prints a file.
+//!
+//! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+
+/// The annotation the webhook adds; the tests look for it on the stored Pod.
+const ANNOTATION: &str = "e2e.k8s-deputy.io/mutated";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("webhook") => webhook(&args[1..]),
+        Some("bind-unix") if args.len() == 2 => bind_unix(&args[1]),
+        Some("connect-unix") if args.len() == 2 => connect_unix(&args[1]),
+        Some("write-file") if args.len() == 2 => write_file(&args[1]),
+        Some("cat") if args.len() == 2 => cat(&args[1]),
+        _ => {
+            eprintln!(
+                "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] | bind-unix PATH \
+                 | connect-unix PATH | write-file PATH | cat PATH"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("deputy-e2e-tool: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn webhook(args: &[String]) -> Result<()> {
+    let (mut cert, mut key, mut port) = (None, None, 8443u16);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--cert" => cert = Some(value.clone()),
+            "--key" => key = Some(value.clone()),
+            "--port" => port = value.parse().context("--port must be a number")?,
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    let cert = cert.context("--cert must be set")?;
+    let key = key.context("--key must be set")?;
+    let ssl = tiny_http::SslConfig {
+        certificate: std::fs::read(&cert).with_context(|| format!("cannot read --cert {cert}"))?,
+        private_key: std::fs::read(&key).with_context(|| format!("cannot read --key {key}"))?,
+    };
+    let server = tiny_http::Server::https(("0.0.0.0", port), ssl)
+        .map_err(|e| anyhow::anyhow!("cannot serve HTTPS on port {port}: {e}"))?;
+    let host = hostname();
+    println!("webhook {host} serving https on :{port}");
+    for mut request in server.incoming_requests() {
+        let mut body = String::new();
+        let reply = match request.as_reader().read_to_string(&mut body) {
+            Ok(_) if request.url().starts_with("/mutate") => review(&body, &host),
+            Ok(_) => Err(anyhow::anyhow!("no handler for {}", request.url())),
+            Err(e) => Err(e.into()),
+        };
+        let response = match reply {
+            Ok(json) => tiny_http::Response::from_string(json).with_header(
+                "Content-Type: application/json"
+                    .parse::<tiny_http::Header>()
+                    .expect("static header"),
+            ),
+            Err(e) => {
+                println!("rejecting {} {}: {e:#}", request.method(), request.url());
+                tiny_http::Response::from_string(format!("{e:#}")).with_status_code(400)
+            }
+        };
+        let _ = request.respond(response);
+    }
+    Ok(())
+}
+
+/// Answers an AdmissionReview: allowed, with a JSON Patch that adds [`ANNOTATION`].
+fn review(body: &str, host: &str) -> Result<String> {
+    let review: serde_json::Value = serde_json::from_str(body).context("body is not JSON")?;
+    let request = &review["request"];
+    let uid = request["uid"]
+        .as_str()
+        .context("AdmissionReview has no request.uid")?;
+    let has_annotations = request["object"]["metadata"]["annotations"].is_object();
+    let patch = if has_annotations {
+        let escaped = ANNOTATION.replace('~', "~0").replace('/', "~1");
+        serde_json::json!([{"op": "add", "path": format!("/metadata/annotations/{escaped}"), "value": host}])
+    } else {
+        serde_json::json!([{"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION: host}}])
+    };
+    println!(
+        "mutating {} {}/{} (uid {uid})",
+        request["kind"]["kind"].as_str().unwrap_or("?"),
+        request["namespace"].as_str().unwrap_or(""),
+        request["object"]["metadata"]["name"]
+            .as_str()
+            .or(request["object"]["metadata"]["generateName"].as_str())
+            .unwrap_or("?"),
+    );
+    let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+    Ok(serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch},
+    })
+    .to_string())
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn bind_unix(path: &str) -> Result<()> {
+    let listener = UnixListener::bind(path).with_context(|| format!("bind({path})"))?;
+    println!("listening on {path}");
+    for conn in listener.incoming() {
+        let mut conn = conn.context("accept")?;
+        let _ = conn.write_all(b"pong\n");
+    }
+    Ok(())
+}
+
+fn connect_unix(path: &str) -> Result<()> {
+    let mut conn = UnixStream::connect(path).with_context(|| format!("connect({path})"))?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).context("read")?;
+    print!("{reply}");
+    Ok(())
+}
+
+fn write_file(path: &str) -> Result<()> {
+    std::fs::write(path, b"x").with_context(|| format!("cannot create {path}"))?;
+    println!("created {path}");
+    Ok(())
+}
+
+fn cat(path: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    print!("{text}");
+    Ok(())
+}

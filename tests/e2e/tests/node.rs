@@ -1,0 +1,686 @@
+//! Proof that the harness's node is a real Kubernetes: a real API server (TLS, RBAC, service
+//! account tokens, admission webhooks, Pod Security), and a real kubelet running real
+//! containers (logs, exec, Services, preStop hooks and the termination sequence).
+//!
+//! Run through `make e2e-test`. Each test works in namespaces of its own, so the suite passes
+//! on a node where other workloads already run.
+
+use std::time::Duration;
+
+use deputy_e2e::{
+    pod, poll, read_events, uptime, wait_gone, wait_running, Node, BUSYBOX, K8S_VERSION, TOOL,
+};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Connects to the node, or skips the test loudly (see `Node::from_env`).
+macro_rules! node {
+    ($test:literal) => {
+        match Node::from_env($test).await {
+            Some(node) => node,
+            None => return,
+        }
+    };
+}
+
+/// A container that runs `script` in busybox as its user 65534.
+fn sh(name: &str, script: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name, "image": BUSYBOX, "imagePullPolicy": "Never",
+        "command": ["/bin/sh", "-c", script],
+    })
+}
+
+#[tokio::test]
+async fn api_server_is_ready_and_the_node_is_ready() {
+    let node = node!("api_server_is_ready_and_the_node_is_ready");
+    let req = http::Request::get("/readyz?verbose")
+        .body(Vec::new())
+        .unwrap();
+    let readyz = node.client.request_text(req).await.expect("GET /readyz");
+    assert!(readyz.contains("[+]etcd ok"), "readyz: {readyz}");
+    assert!(
+        readyz.trim_end().ends_with("readyz check passed"),
+        "readyz: {readyz}"
+    );
+
+    let version = node.client.apiserver_version().await.expect("GET /version");
+    assert_eq!(version.git_version, K8S_VERSION);
+
+    let nodes = Api::<KubeNode>::all(node.client.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("list nodes");
+    assert_eq!(nodes.items.len(), 1, "one node");
+    let n = &nodes.items[0];
+    let status = n.status.clone().unwrap();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(ready.status, "True", "node Ready: {ready:?}");
+    let info = status.node_info.unwrap();
+    assert_eq!(info.kubelet_version, K8S_VERSION);
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{}",
+        info.container_runtime_version
+    );
+    let ip = status
+        .addresses
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a.type_ == "InternalIP")
+        .expect("an InternalIP");
+    assert!(
+        ip.address.starts_with("198.18."),
+        "node IP {} is in 198.18.0.0/15",
+        ip.address
+    );
+}
+
+#[tokio::test]
+async fn busybox_pod_runs_with_logs_exec_and_a_service_account_token() {
+    let node = node!("busybox_pod_runs_with_logs_exec_and_a_service_account_token");
+    let ns = node.namespace("busybox", &[]).await;
+    let pods = ns.pods();
+    let p = pod(serde_json::json!({
+        "metadata": {"name": "bb"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+            sh("bb", "echo hello-from-busybox; id; exec sleep 3600")]}
+    }));
+    pods.create(&PostParams::default(), &p)
+        .await
+        .expect("create Pod");
+    wait_running(&pods, "bb", MINUTE).await.expect("Pod runs");
+
+    let logs = poll("the Pod's logs", MINUTE, || async {
+        let out = node.kubectl(&["-n", &ns.name, "logs", "bb"])?;
+        Ok((out.success && out.stdout.contains("hello-from-busybox")).then_some(out.stdout))
+    })
+    .await
+    .expect("kubectl logs");
+    assert!(
+        logs.contains("uid=65534"),
+        "the image's numeric User applies: {logs}"
+    );
+
+    let exec = node
+        .kubectl_ok(&[
+            "-n",
+            &ns.name,
+            "exec",
+            "bb",
+            "--",
+            "sh",
+            "-c",
+            "echo exec-ok; hostname",
+        ])
+        .expect("kubectl exec");
+    assert_eq!(exec.lines().collect::<Vec<_>>(), ["exec-ok", "bb"]);
+
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let token = node
+        .kubectl_ok(&[
+            "-n",
+            &ns.name,
+            "exec",
+            "bb",
+            "--",
+            "cat",
+            &format!("{dir}/token"),
+        ])
+        .expect("read the token");
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let mounted_ns = node
+        .kubectl_ok(&[
+            "-n",
+            &ns.name,
+            "exec",
+            "bb",
+            "--",
+            "cat",
+            &format!("{dir}/namespace"),
+        ])
+        .unwrap();
+    assert_eq!(mounted_ns, ns.name);
+
+    // The token is valid: the API server, reached through the kubernetes Service, accepts it
+    // (system:discovery lets any authenticated user read /version; anonymous is refused a list).
+    let script = format!(
+        "wget -qO- --no-check-certificate --header \"Authorization: Bearer $(cat {dir}/token)\" \
+         https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/{}/pods/bb \
+         2>&1 || true; echo; wget -qO- --no-check-certificate \
+         https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version",
+        ns.name
+    );
+    let out = node
+        .kubectl_ok(&["-n", &ns.name, "exec", "bb", "--", "sh", "-c", &script])
+        .unwrap();
+    // The default ServiceAccount may not read Pods: a 403 proves the token authenticated
+    // (an invalid token gets a 401).
+    assert!(out.contains("403"), "authenticated but forbidden: {out}");
+    assert!(
+        out.contains(K8S_VERSION),
+        "version through the Service: {out}"
+    );
+}
+
+#[tokio::test]
+async fn deployment_rolls_out_and_its_service_routes_from_another_pod() {
+    let node = node!("deployment_rolls_out_and_its_service_routes_from_another_pod");
+    let ns = node.namespace("service", &[]).await;
+    let deploy: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                    "name": "httpd", "image": BUSYBOX, "imagePullPolicy": "Never",
+                    "command": ["/bin/sh", "-c",
+                        "mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
+                    "ports": [{"containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+                }]}
+            }
+        }
+    }))
+    .unwrap();
+    let deploys: Api<Deployment> = Api::namespaced(node.client.clone(), &ns.name);
+    deploys
+        .create(&PostParams::default(), &deploy)
+        .await
+        .expect("create Deployment");
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))
+    .unwrap();
+    let svc = Api::<Service>::namespaced(node.client.clone(), &ns.name)
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create Service");
+    let cluster_ip = svc.spec.unwrap().cluster_ip.unwrap();
+    assert!(cluster_ip.starts_with("198.19."), "ClusterIP {cluster_ip}");
+
+    poll("the Deployment to roll out", 2 * MINUTE, || async {
+        let d = deploys.get("web").await?;
+        let s = d.status.unwrap_or_default();
+        Ok((s.available_replicas == Some(2) && s.updated_replicas == Some(2)).then_some(()))
+    })
+    .await
+    .expect("rollout");
+    let slices: Api<EndpointSlice> = Api::namespaced(node.client.clone(), &ns.name);
+    poll(
+        "an EndpointSlice with 2 ready endpoints",
+        MINUTE,
+        || async {
+            let list = slices
+                .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+                .await?;
+            let ready = list
+                .items
+                .iter()
+                .flat_map(|s| s.endpoints.iter())
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .count();
+            Ok((ready == 2).then_some(()))
+        },
+    )
+    .await
+    .expect("endpoints");
+    let backends: Vec<String> = ns
+        .pods()
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+
+    let client = pod(serde_json::json!({
+        "metadata": {"name": "client"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [sh("client", "exec sleep 3600")]}
+    }));
+    ns.pods()
+        .create(&PostParams::default(), &client)
+        .await
+        .unwrap();
+    wait_running(&ns.pods(), "client", MINUTE)
+        .await
+        .expect("client runs");
+
+    // kube-proxy programs the Service shortly after the endpoints are ready: poll.
+    // (busybox-static 1.35's `wget -T` segfaults; `timeout` bounds each request instead.)
+    let script = format!(
+        "for i in $(seq 1 24); do timeout 5 wget -qO- http://{cluster_ip}:80/ || echo FAILED; done"
+    );
+    let seen = poll("the Service to route to both Pods", MINUTE, || async {
+        let out =
+            node.kubectl_ok(&["-n", &ns.name, "exec", "client", "--", "sh", "-c", &script])?;
+        let lines: Vec<String> = out.lines().map(str::to_string).collect();
+        let all_backends = lines.iter().all(|l| backends.contains(l));
+        let both = backends.iter().all(|b| lines.contains(b));
+        Ok((all_backends && both).then_some(lines))
+    })
+    .await
+    .expect("Service routing");
+    assert_eq!(seen.len(), 24);
+}
+
+#[tokio::test]
+async fn prestop_hook_runs_before_sigterm() {
+    let node = node!("prestop_hook_runs_before_sigterm");
+    let ns = node.namespace("prestop", &[]).await;
+    let dir = node.host_dir(&ns.name);
+    let main = r#"now() { cut -d' ' -f1 /proc/uptime; }
+trap 'echo "TERM $(now)" >> /out/events; exit 0' TERM
+echo "START $(now)" >> /out/events
+while :; do sleep 1 & wait $!; done"#;
+    let hook = r#"echo "PRESTOP $(cut -d' ' -f1 /proc/uptime)" >> /out/events; sleep 2; echo "PRESTOP_END $(cut -d' ' -f1 /proc/uptime)" >> /out/events"#;
+    let mut c = sh("app", main);
+    c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", hook]}}});
+    c["volumeMounts"] = serde_json::json!([{"name": "out", "mountPath": "/out"}]);
+    let p = pod(serde_json::json!({
+        "metadata": {"name": "prestop"},
+        "spec": {"terminationGracePeriodSeconds": 30, "containers": [c],
+            "volumes": [{"name": "out", "hostPath": {"path": dir, "type": "Directory"}}]}
+    }));
+    let pods = ns.pods();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    wait_running(&pods, "prestop", MINUTE)
+        .await
+        .expect("Pod runs");
+    let events = dir.join("events");
+    poll("the START record", MINUTE, || async {
+        Ok(read_events(&events)
+            .iter()
+            .any(|(l, _)| l == "START")
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    let deleted_at = uptime();
+    pods.delete("prestop", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&pods, "prestop", MINUTE)
+        .await
+        .expect("Pod terminates");
+
+    let ev = read_events(&events);
+    let labels: Vec<&str> = ev.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        labels,
+        ["START", "PRESTOP", "PRESTOP_END", "TERM"],
+        "order: {ev:?}"
+    );
+    let t = |label: &str| ev.iter().find(|(l, _)| l == label).unwrap().1;
+    assert!(
+        t("PRESTOP") >= deleted_at - 0.5,
+        "hook after the delete: {ev:?} deleted at {deleted_at}"
+    );
+    assert!(
+        t("TERM") >= t("PRESTOP_END"),
+        "SIGTERM only after the hook finished: {ev:?}"
+    );
+    assert!(
+        t("TERM") - t("PRESTOP") >= 1.9,
+        "the hook's 2 s sleep came first: {ev:?}"
+    );
+    assert!(
+        t("TERM") - deleted_at < 15.0,
+        "SIGTERM long before the 30 s grace ran out: {ev:?}"
+    );
+}
+
+#[tokio::test]
+async fn hook_outlasting_the_grace_period_gets_sigterm_then_sigkill_2s_later() {
+    let node = node!("hook_outlasting_the_grace_period_gets_sigterm_then_sigkill_2s_later");
+    let ns = node.namespace("grace", &[]).await;
+    let dir = node.host_dir(&ns.name);
+    // The main process survives SIGTERM and keeps recording that it is alive, so the last
+    // ALIVE record dates the SIGKILL.
+    let main = r#"now() { cut -d' ' -f1 /proc/uptime; }
+trap 'echo "TERM $(now)" >> /out/events' TERM
+while :; do echo "ALIVE $(now)" >> /out/events; sleep 0.1 & wait $!; done"#;
+    let hook = r#"echo "PRESTOP $(cut -d' ' -f1 /proc/uptime)" >> /out/events; sleep 60; echo "PRESTOP_END $(cut -d' ' -f1 /proc/uptime)" >> /out/events"#;
+    let mut c = sh("app", main);
+    c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", hook]}}});
+    c["volumeMounts"] = serde_json::json!([{"name": "out", "mountPath": "/out"}]);
+    let grace = 4.0;
+    let p = pod(serde_json::json!({
+        "metadata": {"name": "grace"},
+        "spec": {"terminationGracePeriodSeconds": grace as i64, "containers": [c],
+            "volumes": [{"name": "out", "hostPath": {"path": dir, "type": "Directory"}}]}
+    }));
+    let pods = ns.pods();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    wait_running(&pods, "grace", MINUTE)
+        .await
+        .expect("Pod runs");
+    let events = dir.join("events");
+    poll("an ALIVE record", MINUTE, || async {
+        Ok(read_events(&events)
+            .iter()
+            .any(|(l, _)| l == "ALIVE")
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+
+    pods.delete("grace", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&pods, "grace", MINUTE)
+        .await
+        .expect("Pod terminates");
+
+    let ev = read_events(&events);
+    let t = |label: &str| ev.iter().find(|(l, _)| l == label).map(|e| e.1);
+    let prestop = t("PRESTOP").unwrap_or_else(|| panic!("the hook ran: {ev:?}"));
+    let term = t("TERM").unwrap_or_else(|| panic!("SIGTERM arrived: {ev:?}"));
+    assert!(
+        t("PRESTOP_END").is_none(),
+        "the hook never finished: {ev:?}"
+    );
+    let last_alive = ev
+        .iter()
+        .filter(|(l, _)| l == "ALIVE")
+        .map(|e| e.1)
+        .fold(0.0, f64::max);
+    // Negative control: the process outlived SIGTERM, so what ended it was the SIGKILL.
+    assert!(
+        ev.iter().any(|(l, at)| l == "ALIVE" && *at > term + 0.5),
+        "alive after SIGTERM: {ev:?}"
+    );
+    let to_term = term - prestop;
+    assert!(
+        (grace - 1.0..=grace + 3.0).contains(&to_term),
+        "SIGTERM {to_term:.2} s after the hook started, expected about the {grace} s grace period"
+    );
+    let to_kill = last_alive - term;
+    assert!(
+        (1.2..=3.5).contains(&to_kill),
+        "SIGKILL {to_kill:.2} s after SIGTERM, expected about 2 s"
+    );
+}
+
+#[tokio::test]
+async fn read_only_root_with_a_memory_emptydir_subpath_can_host_a_unix_socket() {
+    let node = node!("read_only_root_with_a_memory_emptydir_subpath_can_host_a_unix_socket");
+    let ns = node.namespace("socket", &[]).await;
+    let p = pod(serde_json::json!({
+        "metadata": {"name": "sock"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "tool", "image": TOOL, "imagePullPolicy": "Never",
+                "args": ["bind-unix", "/run/deputy/agent.sock"],
+                "securityContext": {"readOnlyRootFilesystem": true, "runAsNonRoot": true,
+                    "allowPrivilegeEscalation": false},
+                "volumeMounts": [{"name": "run", "mountPath": "/run/deputy", "subPath": "deputy"}]
+            }],
+            "volumes": [{"name": "run", "emptyDir": {"medium": "Memory"}}]
+        }
+    }));
+    let pods = ns.pods();
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    wait_running(&pods, "sock", MINUTE).await.expect("Pod runs");
+    poll("the socket to be bound", MINUTE, || async {
+        let out = node.kubectl(&["-n", &ns.name, "logs", "sock"])?;
+        Ok(out
+            .stdout
+            .contains("listening on /run/deputy/agent.sock")
+            .then_some(()))
+    })
+    .await
+    .unwrap();
+    let tool = |args: &[&str]| {
+        let mut a = vec![
+            "-n",
+            ns.name.as_str(),
+            "exec",
+            "sock",
+            "--",
+            "/bin/deputy-e2e-tool",
+        ];
+        a.extend_from_slice(args);
+        node.kubectl(&a).unwrap()
+    };
+    let pong = tool(&["connect-unix", "/run/deputy/agent.sock"]);
+    assert_eq!(pong.stdout, "pong\n", "{pong:?}");
+    let root = tool(&["write-file", "/probe"]);
+    assert!(
+        !root.success && root.stderr.contains("Read-only file system"),
+        "{root:?}"
+    );
+    // Negative control: the same write succeeds on the volume.
+    let vol = tool(&["write-file", "/run/deputy/probe"]);
+    assert!(vol.success, "{vol:?}");
+    let mounts = tool(&["cat", "/proc/self/mountinfo"]).stdout;
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/run/deputy"))
+        .unwrap_or_else(|| panic!("/run/deputy is a mount: {mounts}"));
+    assert!(
+        line.contains(" - tmpfs "),
+        "medium Memory is a tmpfs: {line}"
+    );
+}
+
+#[tokio::test]
+async fn mutating_webhook_behind_a_service_patches_stored_pods() {
+    let node = node!("mutating_webhook_behind_a_service_patches_stored_pods");
+    let ns = node.namespace("webhook", &[]).await;
+    let target_label = format!("target-{}", deputy_e2e::unique());
+    let target = node
+        .namespace(
+            "webhook-target",
+            &[("e2e.k8s-deputy.io/webhook", &target_label)],
+        )
+        .await;
+
+    // A CA and a serving certificate for the Service's DNS name, made by the test.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "deputy-e2e webhook CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let dns = format!("e2e-webhook.{}.svc", ns.name);
+    let cert = rcgen::CertificateParams::new(vec![dns.clone()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "webhook-tls"}, "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(node.client.clone(), &ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let server = pod(serde_json::json!({
+        "metadata": {"name": "webhook", "labels": {"app": "e2e-webhook"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "webhook", "image": TOOL, "imagePullPolicy": "Never",
+                "args": ["webhook", "--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "--port", "8443"],
+                "ports": [{"containerPort": 8443}],
+                "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]
+            }],
+            "volumes": [{"name": "tls", "secret": {"secretName": "webhook-tls"}}]
+        }
+    }));
+    ns.pods()
+        .create(&PostParams::default(), &server)
+        .await
+        .unwrap();
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "e2e-webhook"},
+        "spec": {"selector": {"app": "e2e-webhook"}, "ports": [{"port": 443, "targetPort": 8443}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(node.client.clone(), &ns.name)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    wait_running(&ns.pods(), "webhook", MINUTE)
+        .await
+        .expect("webhook Pod runs");
+
+    let config_name = format!("e2e-{}", ns.name);
+    let config: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": config_name},
+        "webhooks": [{
+            "name": "mutate.e2e.k8s-deputy.io",
+            "clientConfig": {
+                "service": {"namespace": ns.name, "name": "e2e-webhook", "path": "/mutate", "port": 443},
+                "caBundle": base64_encode(ca.pem().as_bytes()),
+            },
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"e2e.k8s-deputy.io/webhook": target_label}},
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 10
+        }]
+    }))
+    .unwrap();
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
+    configs
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    let _cleanup = DeleteOnDrop(&node, "mutatingwebhookconfiguration", config_name.clone());
+
+    // With failurePolicy Fail, creation fails until the API server reaches the webhook through
+    // the Service; then the patch is in the stored object.
+    let target_pods = target.pods();
+    let bb = pod(serde_json::json!({
+        "metadata": {"name": "mutated"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [sh("bb", "exec sleep 3600")]}
+    }));
+    let created = poll("Pod creation through the webhook", MINUTE, || async {
+        Ok(Some(target_pods.create(&PostParams::default(), &bb).await?))
+    })
+    .await
+    .expect("create through the webhook");
+    let annotation = |p: &Pod| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("e2e.k8s-deputy.io/mutated").cloned())
+    };
+    assert_eq!(
+        annotation(&created).as_deref(),
+        Some("webhook"),
+        "{:?}",
+        created.metadata
+    );
+    let stored = target_pods.get("mutated").await.unwrap();
+    assert_eq!(
+        annotation(&stored).as_deref(),
+        Some("webhook"),
+        "the patch is stored"
+    );
+    let logs = node
+        .kubectl_ok(&["-n", &ns.name, "logs", "webhook"])
+        .unwrap();
+    assert!(
+        logs.contains(&format!("mutating Pod {}/mutated", target.name)),
+        "the webhook saw the request: {logs}"
+    );
+    // The mutated Pod runs: the patched object passed validation.
+    wait_running(&target_pods, "mutated", MINUTE)
+        .await
+        .expect("mutated Pod runs");
+
+    // Negative control: outside the selected namespace the webhook is not called.
+    let plain = ns.pods().create(&PostParams::default(), &bb).await.unwrap();
+    assert_eq!(annotation(&plain), None, "{:?}", plain.metadata);
+}
+
+#[tokio::test]
+async fn restricted_pod_security_rejects_a_privileged_pod() {
+    let node = node!("restricted_pod_security_rejects_a_privileged_pod");
+    let ns = node
+        .namespace(
+            "restricted",
+            &[
+                ("pod-security.kubernetes.io/enforce", "restricted"),
+                ("pod-security.kubernetes.io/enforce-version", "latest"),
+            ],
+        )
+        .await;
+    let mut privileged = sh("bad", "exec sleep 3600");
+    privileged["securityContext"] = serde_json::json!({"privileged": true});
+    let bad = pod(
+        serde_json::json!({"metadata": {"name": "privileged"}, "spec": {"containers": [privileged]}}),
+    );
+    match ns.pods().create(&PostParams::default(), &bad).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{status:?}");
+            assert!(
+                status
+                    .message
+                    .contains("violates PodSecurity \"restricted:latest\"")
+                    && status.message.contains("privileged"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("a privileged Pod must be rejected, got {other:?}"),
+    }
+    // Negative control: a Pod that meets the restricted profile is admitted and runs.
+    let mut good = sh("good", "exec sleep 3600");
+    good["securityContext"] = serde_json::json!({
+        "runAsNonRoot": true, "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
+    });
+    let good = pod(serde_json::json!({
+        "metadata": {"name": "restricted"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [good]}
+    }));
+    ns.pods()
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("a restricted Pod is admitted");
+    wait_running(&ns.pods(), "restricted", MINUTE)
+        .await
+        .expect("and runs");
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Deletes a cluster-scoped object when dropped, so a failed test leaves no webhook behind.
+struct DeleteOnDrop<'a>(&'a Node, &'static str, String);
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .kubectl(&["delete", self.1, &self.2, "--ignore-not-found"]);
+    }
+}
