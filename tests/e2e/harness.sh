@@ -389,7 +389,15 @@ start() {
 	log "started $name (pid $!, log $LOGS/$name.log)"
 }
 
-alive() { [[ -f $PIDS/$1.pid ]] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+# running PID: the process exists and has not exited (a zombie has: it waits only for its
+# parent, here whatever adopted it, to reap it).
+running() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+alive() { [[ -f $PIDS/$1.pid ]] && running "$(cat "$PIDS/$1.pid")"; }
 
 # wait_for WHAT SECONDS DAEMON CMD...: polls CMD until it succeeds, DAEMON dies, or the deadline.
 wait_for() {
@@ -549,15 +557,15 @@ stop() {
 	local name=$1 pid
 	[[ -f $PIDS/$name.pid ]] || return 0
 	pid=$(cat "$PIDS/$name.pid")
-	if kill -0 "$pid" 2>/dev/null; then
+	if running "$pid"; then
 		kill -TERM "$pid" 2>/dev/null || true
 		local deadline=$((SECONDS + 20))
-		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-		if kill -0 "$pid" 2>/dev/null; then
+		while running "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+		if running "$pid"; then
 			log "$name (pid $pid) ignored SIGTERM for 20 s; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
-		while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+		while running "$pid"; do sleep 0.1; done
 		log "stopped $name (pid $pid)"
 	fi
 	rm -f "$PIDS/$name.pid"
@@ -673,8 +681,53 @@ restore_host() {
 	fi
 }
 
+# our_processes: PIDs of anything the node started that still runs: its daemons (binaries
+# from our caches, or containerd with our config), shims serving our containerd, and every
+# process in the kubelet's cgroups.
+our_processes() {
+	local p exe cmd
+	for p in /proc/[0-9]*; do
+		exe=$(readlink "$p/exe" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		if [[ $exe == "$K8S_BIN/"* || $exe == "$ETCD_BIN/"* || $cmd == *"$STATE/"* ]] ||
+			grep -q ":/$CGROUP_ROOT/" "$p/cgroup" 2>/dev/null; then
+			echo "${p#/proc/} $cmd"
+		fi
+	done
+}
+
+# verify_clean: fails unless down left no process, mount, cgroup, namespace, veth, sysctl or
+# host path of the node. SYSCTLS and CREATED are what up recorded.
+verify_clean() {
+	local sysctls=$1 created=$2 problems=() h line p
+	[[ -e $NETNS_PATH ]] && problems+=("network namespace $NETNS")
+	ip link show "$VETH_HOST" >/dev/null 2>&1 && problems+=("veth $VETH_HOST")
+	line=$(awk -v s="$STATE" '{ if (index($5, s) == 1 || index($5, "/run/netns/cni-") == 1 || index($5, "/var/lib/kubelet") == 1) print $5 }' /proc/self/mountinfo)
+	[[ -n $line ]] && problems+=("mounts: $line")
+	for h in $(cgroup_hierarchies); do
+		[[ -d $h/$CGROUP_ROOT ]] && problems+=("cgroup $h/$CGROUP_ROOT")
+	done
+	line=$(our_processes)
+	[[ -n $line ]] && problems+=("processes: $line")
+	while IFS= read -r line; do
+		[[ -z $line ]] && continue
+		[[ $(sysctl -n "${line%%=*}") == "${line#*=}" ]] || problems+=("sysctl ${line%%=*}=$(sysctl -n "${line%%=*}"), was ${line#*=}")
+	done <<<"$sysctls"
+	while IFS= read -r p; do
+		[[ -n $p && -e $p ]] && problems+=("path $p (created by up)")
+	done <<<"$created"
+	[[ -e $STATE ]] && problems+=("state directory $STATE")
+	if [[ ${#problems[@]} -gt 0 ]]; then
+		printf '[e2e] down left behind: %s\n' "${problems[@]}" >&2
+		die "the host is not restored"
+	fi
+	log "verified: no process, mount, cgroup, network namespace, veth, changed sysctl or created path is left"
+}
+
 do_down() {
-	local t0=$SECONDS
+	local t0=$SECONDS sysctls="" created=""
+	[[ -f $STATE/host/sysctl.saved ]] && sysctls=$(cat "$STATE/host/sysctl.saved")
+	[[ -f $STATE/host/paths.created ]] && created=$(cat "$STATE/host/paths.created")
 	if [[ -d $STATE ]]; then
 		[[ -x $STATE/kubectl && -f $STATE/kubeconfig ]] && delete_workloads
 		remove_runtime_state
@@ -696,6 +749,7 @@ do_down() {
 		fi
 		rm -rf "$STATE"
 	fi
+	verify_clean "$sysctls" "$created"
 	log "down: host restored in $((SECONDS - t0)) s (logs of the last run: $LAST_LOGS)"
 }
 
@@ -725,7 +779,7 @@ cmd_test() {
 	fi
 	test_images
 	log "running the e2e suite against $kc"
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3)
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output)
 }
 
 # test_images: the suite's own tool image (webhook server, socket binder) from its static binary.

@@ -343,6 +343,11 @@ while :; do sleep 1 & wait $!; done"#;
         t("TERM") - deleted_at < 15.0,
         "SIGTERM long before the 30 s grace ran out: {ev:?}"
     );
+    println!(
+        "delete -> preStop {:.2} s, preStop -> SIGTERM {:.2} s (hook sleeps 2 s)",
+        t("PRESTOP") - deleted_at,
+        t("TERM") - t("PRESTOP")
+    );
 }
 
 #[tokio::test]
@@ -411,6 +416,9 @@ while :; do echo "ALIVE $(now)" >> /out/events; sleep 0.1 & wait $!; done"#;
         "SIGTERM {to_term:.2} s after the hook started, expected about the {grace} s grace period"
     );
     let to_kill = last_alive - term;
+    println!(
+        "preStop -> SIGTERM {to_term:.2} s (grace {grace} s), SIGTERM -> SIGKILL {to_kill:.2} s"
+    );
     assert!(
         (1.2..=3.5).contains(&to_kill),
         "SIGKILL {to_kill:.2} s after SIGTERM, expected about 2 s"
