@@ -160,6 +160,9 @@ record_host_state() {
 		done >"$STATE/host/sysctl.saved.tmp"
 		mv "$STATE/host/sysctl.saved.tmp" "$STATE/host/sysctl.saved"
 	fi
+	if [[ ! -f $STATE/host/netns.before ]]; then
+		ls -A /run/netns 2>/dev/null >"$STATE/host/netns.before" || true
+	fi
 	if [[ ! -f $STATE/host/paths.created ]]; then
 		for p in "${HOST_PATHS[@]}"; do
 			[[ -e $p ]] || echo "$p"
@@ -576,7 +579,7 @@ stop() {
 runtime_leftovers() {
 	local p h
 	for p in /proc/[0-9]*; do
-		if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$CTRD_SOCK"; then echo "${p#/proc/}"; fi
+		if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$CTRD_SOCK"; then echo "${p#/proc/}"; fi
 	done
 	for h in $(cgroup_hierarchies); do
 		[[ -d $h/$CGROUP_ROOT ]] && find "$h/$CGROUP_ROOT" -name cgroup.procs -exec cat {} + 2>/dev/null
@@ -688,7 +691,7 @@ our_processes() {
 	local p exe cmd
 	for p in /proc/[0-9]*; do
 		exe=$(readlink "$p/exe" 2>/dev/null) || continue
-		cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
 		if [[ $exe == "$K8S_BIN/"* || $exe == "$ETCD_BIN/"* || $cmd == *"$STATE/"* ]] ||
 			grep -q ":/$CGROUP_ROOT/" "$p/cgroup" 2>/dev/null; then
 			echo "${p#/proc/} $cmd"
@@ -716,7 +719,7 @@ verify_clean() {
 	while IFS= read -r p; do
 		[[ -n $p && -e $p ]] && problems+=("path $p (created by up)")
 	done <<<"$created"
-	[[ -e $STATE ]] && problems+=("state directory $STATE")
+	[[ -n $(find "$STATE" -mindepth 1 -maxdepth 1 ! -name host 2>/dev/null) ]] && problems+=("files in $STATE")
 	if [[ ${#problems[@]} -gt 0 ]]; then
 		printf '[e2e] down left behind: %s\n' "${problems[@]}" >&2
 		die "the host is not restored"
@@ -736,6 +739,13 @@ do_down() {
 	fi
 	kill_leftovers
 	unmount_all
+	# Pod network namespaces the runtime had no chance to remove (when it died first).
+	local f
+	if [[ -f $STATE/host/netns.before ]]; then
+		for f in /run/netns/cni-*; do
+			[[ -e $f ]] && ! grep -qxF "${f##*/}" "$STATE/host/netns.before" && rm -f "$f"
+		done
+	fi
 	if [[ -e $NETNS_PATH ]]; then
 		ip netns del "$NETNS"
 		log "deleted network namespace $NETNS"
@@ -747,9 +757,11 @@ do_down() {
 		if [[ -d $LOGS ]]; then
 			rm -rf "$LAST_LOGS" && mkdir -p "$CACHE_DIR" && cp -r "$LOGS" "$LAST_LOGS"
 		fi
-		rm -rf "$STATE"
+		# Keep up's records of the host until the host is verified, so a failed down can be rerun.
+		find "$STATE" -mindepth 1 -maxdepth 1 ! -name host -exec rm -rf {} +
 	fi
 	verify_clean "$sysctls" "$created"
+	rm -rf "$STATE"
 	log "down: host restored in $((SECONDS - t0)) s (logs of the last run: $LAST_LOGS)"
 }
 
