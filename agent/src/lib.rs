@@ -22,7 +22,7 @@ pub mod health;
 pub mod process;
 pub mod protocol;
 mod registration;
-mod sys;
+pub mod sys;
 mod terminator;
 
 pub use client::{graceful_terminate, ClientError, TerminateOutcome};

@@ -84,7 +84,7 @@ impl Supervisor {
         for signal in FORWARDED.iter().chain([&Signal::SIGCHLD]) {
             mask.add(*signal);
         }
-        // Blocked before the child exists; the child gets an empty mask back from std.
+        // Blocked before the child exists; the child gets an empty mask back (see below).
         if let Err(err) = mask.thread_block() {
             log(format_args!("sigprocmask failed: {err}"));
             return Err(1);
@@ -118,6 +118,7 @@ impl Supervisor {
         let mut command = Command::new(&args.command[0]);
         command.args(&args.command[1..]);
         command.env(ENV_SUPERVISOR_PID, me.to_string());
+        deputy_agent::sys::reset_signals_in_child(&mut command);
         if args.process_group {
             command.process_group(0);
         }

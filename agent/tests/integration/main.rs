@@ -4,4 +4,5 @@
 
 #[macro_use]
 mod common;
+mod run;
 mod terminate;
