@@ -36,7 +36,7 @@ build_k8s() {
 	local t0=$SECONDS pkgs=() c
 	for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
 	mkdir -p "$K8S_BIN.tmp"
-	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 nice -n 10 \
+	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0 nice -n 10 \
 		go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags "$ldf" -o "$K8S_BIN.tmp/" "${pkgs[@]}") ||
 		die "go build of Kubernetes failed (see above)"
 	rm -rf "$K8S_BIN" && mv "$K8S_BIN.tmp" "$K8S_BIN"
@@ -55,7 +55,7 @@ build_etcd() {
 	log "building etcd $ETCD_VERSION into $ETCD_BIN"
 	local t0=$SECONDS
 	mkdir -p "$ETCD_BIN.tmp"
-	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 nice -n 10 \
+	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0 nice -n 10 \
 		go build -trimpath -ldflags "-s -w" -o "$ETCD_BIN.tmp/etcd" go.etcd.io/etcd/server/v3) ||
 		die "go build of etcd failed (see above)"
 	rm -rf "$ETCD_BIN" && mv "$ETCD_BIN.tmp" "$ETCD_BIN"
