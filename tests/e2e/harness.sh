@@ -14,7 +14,6 @@
 set -euo pipefail
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_DIR=$(cd "$E2E_DIR/../.." && pwd)
 
 K8S_VERSION=v1.34.4
 ETCD_VERSION=v3.6.4
