@@ -661,7 +661,12 @@ restore_host() {
 	local line p
 	if [[ -f $STATE/host/sysctl.saved ]]; then
 		while IFS= read -r line; do
-			[[ $(sysctl -n "${line%%=*}") == "${line#*=}" ]] || sysctl -q -w "$line" >/dev/null
+			local now
+			now=$(sysctl -n "${line%%=*}")
+			if [[ $now != "${line#*=}" ]]; then
+				sysctl -q -w "$line" >/dev/null
+				log "restored sysctl $line (the kubelet had set $now)"
+			fi
 		done <"$STATE/host/sysctl.saved"
 	fi
 	if [[ -f $STATE/host/paths.created ]]; then
