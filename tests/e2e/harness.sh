@@ -7,6 +7,8 @@
 #   harness.sh test     run the e2e suite against the running node (bringing one up if none runs)
 #   harness.sh status   say whether a node runs
 #   harness.sh build    only build or reuse the binaries and images
+#   harness.sh image NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]
+#                       write an OCI image from a directory and import it into the running node
 #
 # The node lives in its own network namespace joined to the host by a veth pair; every
 # address comes from 198.18.0.0/15 (RFC 2544, reserved for network tests). The daemons run in
@@ -167,6 +169,24 @@ record_host_state() {
 			[[ -e $p ]] || echo "$p"
 		done >"$STATE/host/paths.created"
 	fi
+	[[ -f $STATE/host/snapshot ]] || host_snapshot >"$STATE/host/snapshot"
+}
+
+# host_snapshot: what down must leave as up found it, one item a line: mount points, network
+# links, network namespaces, top-level cgroups, and the entries of the directories that
+# daemons like to create things in.
+host_snapshot() {
+	local h d
+	awk '{print "mount " $5}' /proc/self/mountinfo
+	ip -o link show | awk -F': ' '{sub(/@.*/, "", $2); print "link " $2}'
+	[[ -d /run/netns ]] && find /run/netns -mindepth 1 -maxdepth 1 -printf 'netns %f\n'
+	for h in $(cgroup_hierarchies); do
+		find "$h" -mindepth 1 -maxdepth 1 -type d | sed 's/^/cgroup /'
+	done
+	for d in /run /var/lib /var/log /opt /etc/cni /etc/containerd /etc/kubernetes; do
+		[[ -d $d ]] && find "$d" -mindepth 1 -maxdepth 1 | sed 's/^/path /'
+	done
+	true
 }
 
 # ---------------------------------------------------------------- network
@@ -706,7 +726,7 @@ our_processes() {
 # verify_clean: fails unless down left no process, mount, cgroup, namespace, veth, sysctl or
 # host path of the node. SYSCTLS and CREATED are what up recorded.
 verify_clean() {
-	local sysctls=$1 created=$2 problems=() h line p
+	local sysctls=$1 created=$2 snapshot=$3 problems=() h line p
 	[[ -e $NETNS_PATH ]] && problems+=("network namespace $NETNS")
 	ip link show "$VETH_HOST" >/dev/null 2>&1 && problems+=("veth $VETH_HOST")
 	line=$(awk -v s="$STATE" '{ if (index($5, s) == 1 || index($5, "/run/netns/cni-") == 1 || index($5, "/var/lib/kubelet") == 1) print $5 }' /proc/self/mountinfo)
@@ -724,6 +744,11 @@ verify_clean() {
 		[[ -n $p && -e $p ]] && problems+=("path $p (created by up)")
 	done <<<"$created"
 	[[ -n $(find "$STATE" -mindepth 1 -maxdepth 1 ! -name host 2>/dev/null) ]] && problems+=("files in $STATE")
+	if [[ -n $snapshot ]]; then
+		# Anything new since up (the state directory itself aside) is a leftover.
+		line=$(comm -13 <(sort -u <<<"$snapshot") <(host_snapshot | grep -vxF "path $STATE" | sort -u))
+		[[ -n $line ]] && problems+=("new since up: $(tr '\n' ';' <<<"$line")")
+	fi
 	if [[ ${#problems[@]} -gt 0 ]]; then
 		printf '[e2e] down left behind: %s\n' "${problems[@]}" >&2
 		die "the host is not restored"
@@ -732,9 +757,10 @@ verify_clean() {
 }
 
 do_down() {
-	local t0=$SECONDS sysctls="" created=""
+	local t0=$SECONDS sysctls="" created="" snapshot=""
 	[[ -f $STATE/host/sysctl.saved ]] && sysctls=$(cat "$STATE/host/sysctl.saved")
 	[[ -f $STATE/host/paths.created ]] && created=$(cat "$STATE/host/paths.created")
+	[[ -f $STATE/host/snapshot ]] && snapshot=$(cat "$STATE/host/snapshot")
 	if [[ -d $STATE ]]; then
 		[[ -x $STATE/kubectl && -f $STATE/kubeconfig ]] && delete_workloads
 		remove_runtime_state
@@ -764,7 +790,7 @@ do_down() {
 		# Keep up's records of the host until the host is verified, so a failed down can be rerun.
 		find "$STATE" -mindepth 1 -maxdepth 1 ! -name host -exec rm -rf {} +
 	fi
-	verify_clean "$sysctls" "$created"
+	verify_clean "$sysctls" "$created" "$snapshot"
 	rm -rf "$STATE"
 	log "down: host restored in $((SECONDS - t0)) s (logs of the last run: $LAST_LOGS)"
 }
@@ -826,6 +852,18 @@ test_images() {
 	import_image "$IMG_CACHE/e2e-tool.tar"
 }
 
+# cmd_image NAME USER ROOTFS ENTRYPOINT [CMD]: the project's own images, for Pods with
+# imagePullPolicy: Never.
+cmd_image() {
+	[[ $# -ge 4 ]] || die "usage: harness.sh image NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]"
+	if ! { [[ -d $STATE ]] && is_up; }; then die "no node runs (make e2e-up first)"; fi
+	local file
+	file=$(tr -c 'A-Za-z0-9.\n-' '_' <<<"$1")
+	make_image "$3" "$file" "$1" "$2" "$4" "${5:-null}"
+	import_image "$IMG_CACHE/$file.tar"
+	log "imported $1 into the node"
+}
+
 main() {
 	case ${1:-} in
 	up) cmd_up ;;
@@ -834,8 +872,12 @@ main() {
 	status) cmd_status ;;
 	build) cmd_build ;;
 	deps) ensure_prereqs ;;
+	image)
+		shift
+		cmd_image "$@"
+		;;
 	*)
-		sed -n '2,10s/^# \{0,1\}//p' "$0" >&2
+		sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
 		exit 2
 		;;
 	esac
