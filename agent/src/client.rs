@@ -227,9 +227,11 @@ impl Connection {
 
     /// Waits until the target has exited: an `exited` line from a supervising server ends the wait
     /// at once (the server's own PID is not awaited), otherwise the process itself is watched.
-    /// `acked` is set when the server answers `ok`.
+    /// `acked` is set when the server answers `ok`. Keep the connection open until this process
+    /// exits: a supervising PID 1 waits for that before exiting itself, and when a namespace's
+    /// PID 1 exits the kernel kills every other process in it, this one included.
     pub fn wait_for_exit(
-        mut self,
+        &mut self,
         timeout: Option<Duration>,
         acked: &mut bool,
     ) -> Result<Exit, ClientError> {

@@ -83,6 +83,9 @@ fn relay(
         }
         Exit::Observed => format!("PID {pid} exited after {elapsed:.1?}"),
     });
+    // The server may be the container's PID 1, waiting for us to disconnect before it exits;
+    // its exit would SIGKILL us. Let the kernel close the socket as this process exits.
+    std::mem::forget(conn);
     Ok(())
 }
 
