@@ -373,6 +373,7 @@ clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
 hostnameOverride: $NODE_NAME
 mode: iptables
 clusterCIDR: $POD_CIDR
+nodePortAddresses: [primary]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Zero leaves the conntrack sysctls alone: some are global, and the host keeps its own.
