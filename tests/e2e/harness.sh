@@ -25,6 +25,9 @@ ETCD_BIN=$CACHE_DIR/etcd-$ETCD_VERSION
 IMG_CACHE=$CACHE_DIR/images
 STATE=${E2E_STATE_DIR:-/var/lib/k8s-deputy-e2e}
 LAST_LOGS=$CACHE_DIR/last-run-logs
+# The suite's cargo target directory is a cache too: a fresh clone (as CI makes) then compiles
+# only this crate, not its dependencies.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE_DIR/e2e-target}
 
 # Network: a /30 between host and node, the Pod bridge, and the Service range.
 NETNS=k8s-deputy-e2e
@@ -843,7 +846,7 @@ cmd_test() {
 test_images() {
 	log "building the e2e tool binary"
 	(cd "$E2E_DIR" && cargo build --bin deputy-e2e-tool) >&2
-	local work bin=$E2E_DIR/target/x86_64-unknown-linux-gnu/debug/deputy-e2e-tool
+	local work bin=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/debug/deputy-e2e-tool
 	work=$(mktemp -d)
 	mkdir -p "$work/bin" "$work/tmp"
 	chmod 1777 "$work/tmp"
