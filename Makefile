@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := target/x86_64-unknown-linux-gnu
+# The e2e suite's cargo target lives outside the repo (shared with tests/e2e/harness.sh).
+E2E_TARGET ?= $(HOME)/.cache/k8s-deputy/e2e-target
 
 .PHONY: all build test lint deps bench bench-agent demo e2e-up e2e-down e2e-test
 
@@ -16,15 +18,19 @@ build:
 	$(CARGO) build --release -p deputy-agent
 	@ls -l $(TARGET_DIR)/release/deputy-agent
 
-## lint: formatting and clippy, as CI checks them
+## lint: formatting and clippy, as CI checks them (the e2e crate is its own workspace)
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+	cd tests/e2e && $(CARGO) fmt --all -- --check
+	cd tests/e2e && CARGO_TARGET_DIR=$(E2E_TARGET) $(CARGO) clippy --all-targets -- -D warnings
 
-## test: every test of the project (what CI runs through .ci/run)
+## test: every test of the project (what CI runs through .ci/run): lint, the agent's unit and
+## integration tests, then the end-to-end suite on a real local Kubernetes node, always torn down
 test: deps lint
 	$(CARGO) build --release -p deputy-agent
 	$(CARGO) test --workspace --all-features
+	$(MAKE) e2e-test; rc=$$?; $(MAKE) e2e-down || rc=1; exit $$rc
 
 ## bench-agent: preStop relay latency, floors, the K8sDeputy.jl nc shim, `run` RSS, binary size
 bench-agent: deps
