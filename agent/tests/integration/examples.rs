@@ -40,3 +40,19 @@ fn the_shell_example_registers_and_terminates() {
     app.wait_for_line("terminating");
     app.wait_exit(DEADLINE);
 }
+
+#[test]
+fn the_readme_shows_the_python_example_verbatim() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```python\n")
+        .expect("a python block in the README")
+        + "```python\n".len();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let file = std::fs::read_to_string(example("register.py")).unwrap();
+    assert!(
+        file.ends_with(block),
+        "README's Python example and agent/examples/register.py differ"
+    );
+}
