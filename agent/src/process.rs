@@ -168,6 +168,27 @@ mod tests {
     }
 
     #[test]
+    fn a_zombie_counts_as_exited_though_kill_0_still_finds_it() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Not reaped: it stays a zombie until we wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ProcStat::read(pid).unwrap().is_exited() {
+            assert!(std::time::Instant::now() < deadline, "child never exited");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // K8sDeputy.jl's kill(pid, 0) loop would wait on forever (until the parent reaps).
+        assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok());
+        assert!(
+            ProcessWatch::open(pid).unwrap().is_none(),
+            "pidfd sees the zombie as exited"
+        );
+        assert!(ProcessWatch::open_proc(pid).is_none(), "/proc fallback too");
+        let mut child = child;
+        child.wait().unwrap();
+    }
+
+    #[test]
     fn our_own_process_is_watched_alive_and_descends_from_our_parent() {
         let me = std::process::id() as i32;
         let watch = ProcessWatch::open(me).unwrap().expect("we are running");

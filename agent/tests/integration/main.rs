@@ -7,5 +7,6 @@ mod common;
 mod examples;
 mod health;
 mod install;
+mod library;
 mod run;
 mod terminate;
