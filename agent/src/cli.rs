@@ -37,6 +37,10 @@ pub struct TerminateArgs {
     pub timeout: Option<Duration>,
     /// Return once the request is delivered.
     pub no_wait: bool,
+    /// Sleep this long first (a chained `sleep` preStop handler).
+    pub sleep_first: Option<Duration>,
+    /// Run this command first (a chained `exec` preStop handler), within the same deadline.
+    pub first_command: Vec<OsString>,
 }
 
 /// Options of `run`.
@@ -121,6 +125,13 @@ fn parse_terminate(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
             }
             Long("timeout") => args.timeout = Some(duration("--timeout", parser.value()?)?),
             Long("no-wait") => args.no_wait = true,
+            Long("sleep-first") => {
+                args.sleep_first = Some(duration("--sleep-first", parser.value()?)?)
+            }
+            Value(value) => {
+                args.first_command.push(value);
+                args.first_command.extend(parser.raw_args()?);
+            }
             other => return Err(other.unexpected().into()),
         }
     }
@@ -217,13 +228,38 @@ mod tests {
             Ok(Command::Terminate(TerminateArgs {
                 pid: Some(7),
                 timeout: Some(Duration::from_millis(500)),
-                no_wait: true
+                no_wait: true,
+                ..Default::default()
             }))
         );
         assert_eq!(
             parse_str(&["terminate", "--timeout=2m"]),
             Ok(Command::Terminate(TerminateArgs {
                 timeout: Some(Duration::from_secs(120)),
+                ..Default::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn terminate_takes_a_chained_handler_to_run_first() {
+        let parsed = parse_str(&[
+            "terminate",
+            "--timeout",
+            "28s",
+            "--sleep-first",
+            "5s",
+            "--",
+            "nginx",
+            "-s",
+            "quit",
+        ]);
+        assert_eq!(
+            parsed,
+            Ok(Command::Terminate(TerminateArgs {
+                timeout: Some(Duration::from_secs(28)),
+                sleep_first: Some(Duration::from_secs(5)),
+                first_command: ["nginx", "-s", "quit"].map(OsString::from).to_vec(),
                 ..Default::default()
             }))
         );

@@ -37,6 +37,7 @@ Example:
 
 const TERMINATE: &str = "\
 Usage: deputy-agent terminate [--pid <PID>] [--timeout <DURATION>] [--no-wait]
+                              [--sleep-first <DURATION>] [-- <CMD> [ARGS...]]
 
 Asks the registered process to terminate over its socket in $DEPUTY_IPC_DIR and waits
 until it has exited. The target is the entrypoint (deputy-entrypoint.pid, else
@@ -48,12 +49,16 @@ Options:
   --pid <PID>           Target this registered process instead of the entrypoint
   --timeout <DURATION>  Give up after this long (e.g. 500ms, 25s, 2m); default: wait
   --no-wait             Return once the request is delivered
+  --sleep-first <DUR>   Sleep first (a chained `sleep` preStop handler)
+  -- <CMD> [ARGS...]    Run CMD first (a chained `exec` preStop handler); both count
+                        against --timeout, and the relay follows even if CMD fails
 
 Exit status: 0 when the target exited, or when nothing is registered (Kubernetes then
 sends SIGTERM as usual); 1 on timeout or when the target refuses; 2 on a usage error.
 
-Example (preStop hook):
+Examples (preStop hook):
   /deputy/bin/deputy-agent terminate --timeout 28s
+  /deputy/bin/deputy-agent terminate --timeout 28s -- nginx -s quit
 ";
 
 const RUN: &str = "\

@@ -26,12 +26,55 @@ pub fn terminate(dir: &IpcDir, args: &TerminateArgs) -> i32 {
     }
 }
 
+/// Runs a chained preStop handler (sleep, then command) within the deadline. Its failure is
+/// reported but does not stop the relay: the app must still be asked to terminate.
+fn run_first(args: &TerminateArgs, started: Instant, report: &mut Reporter) {
+    if let Some(sleep) = args.sleep_first {
+        std::thread::sleep(sleep.min(remaining(args.timeout, started)));
+    }
+    let Some((program, rest)) = args.first_command.split_first() else {
+        return;
+    };
+    let name = program.to_string_lossy().into_owned();
+    let mut child = match std::process::Command::new(program).args(rest).spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            report.line(format_args!(
+                "cannot run the chained preStop command {name:?}: {err}"
+            ));
+            return;
+        }
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return,
+            Ok(Some(status)) => {
+                report.line(format_args!(
+                    "the chained preStop command {name:?} failed ({status}); relaying anyway"
+                ));
+                return;
+            }
+            Ok(None) if remaining(args.timeout, started).is_zero() => {
+                let _ = child.kill();
+                let _ = child.wait();
+                report.line(format_args!(
+                    "the chained preStop command {name:?} outlived the timeout; killed it"
+                ));
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => return,
+        }
+    }
+}
+
 fn relay(
     dir: &IpcDir,
     args: &TerminateArgs,
     started: Instant,
     report: &mut Reporter,
 ) -> Result<(), ClientError> {
+    run_first(args, started, report);
     let (pid, source) = match client::resolve_target(dir, args.pid)? {
         Lookup::Found(found) => found,
         Lookup::NotRegistered(why) => {

@@ -260,3 +260,42 @@ fn usage_errors_exit_2_and_name_the_flag() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--timeout"), "{out}");
 }
+
+#[test]
+fn a_chained_prestop_handler_runs_first_within_the_same_deadline() {
+    let dir = ipc_dir();
+    let mut app = start_app(dir.path(), &[]);
+    let marker = dir.path().join("first-ran");
+    let started = Instant::now();
+    let script = format!("test ! -e {0}.later && touch {0}", marker.display());
+    let (code, out) = agent_output(
+        dir.path(),
+        &[
+            "terminate",
+            "--timeout",
+            "10s",
+            "--sleep-first",
+            "200ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "the sleep ran first"
+    );
+    assert!(marker.exists(), "the chained command ran: {out}");
+    assert_eq!(app.wait_exit(DEADLINE), 0, "and the relay followed");
+    // A failing chained command is reported, and the relay still happens.
+    let mut app = start_app(dir.path(), &[]);
+    let (code, out) = agent_output(
+        dir.path(),
+        &["terminate", "--timeout", "10s", "--", "false"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("failed"), "{out}");
+    assert_eq!(app.wait_exit(DEADLINE), 0);
+}

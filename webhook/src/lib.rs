@@ -1,0 +1,8 @@
+//! `deputy-webhook`: a mutating admission webhook that gives opted-in Pods graceful termination
+//! (k8s-deputy), and the offline `inject` command. The mutation engine ([`mutate`]) is pure: Pod
+//! JSON and configuration in, JSON Patch, warnings and a reason out. The server, the offline
+//! command and the tests share it.
+
+pub mod admission;
+pub mod config;
+pub mod mutate;

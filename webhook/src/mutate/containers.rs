@@ -1,0 +1,385 @@
+//! Which containers get what: target selection from the annotations, the per-container plan
+//! (mounts, env, hook, wrap), and the operations that carry it out.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{get, PatchBuilder, IPC_VOLUME};
+use crate::config::{keys, InjectionConfig};
+
+/// The environment variable that tells the agent and apps where the IPC directory is.
+pub const ENV_IPC_DIR: &str = "DEPUTY_IPC_DIR";
+/// `terminationGracePeriodSeconds` when the Pod sets none.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+/// The relay's deadline stays this far inside the grace period.
+const GRACE_MARGIN_SECONDS: i64 = 2;
+
+/// Where a target container lives and what it may get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An entry of `spec.containers`.
+    App,
+    /// A native sidecar: an init container with `restartPolicy: Always`.
+    Sidecar,
+    /// A plain init container: mounts and env, never a lifecycle hook (the API forbids it).
+    Init,
+}
+
+/// A targeted container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+enum Hook {
+    None,
+    Add(Vec<String>),
+    Chain(Vec<String>),
+}
+
+/// What one container gets.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The container.
+    pub target: Target,
+    ipc_path: String,
+    add_ipc_mount: bool,
+    set_env: bool,
+    hook: Hook,
+    wrap: Option<Vec<Value>>,
+}
+
+/// Plans every targeted container that can be injected; explains each one left alone.
+pub fn plan(pod: &Value, config: &InjectionConfig, warnings: &mut Vec<String>) -> Vec<Plan> {
+    let annotation =
+        |key: &str| get(pod, &["metadata", "annotations", key]).and_then(Value::as_str);
+    let ipc_default = ipc_dir(annotation(keys::IPC_DIR), config, warnings);
+    let timeout = terminate_timeout(pod, annotation(keys::TERMINATE_TIMEOUT), warnings);
+    let chain = match annotation(keys::EXISTING_PRESTOP) {
+        None => false,
+        Some("chain") => true,
+        Some(other) => {
+            warnings.push(format!(
+                "k8s-deputy: {}: {other:?} is not a known value (only \"chain\"); ignored",
+                keys::EXISTING_PRESTOP
+            ));
+            false
+        }
+    };
+    let wrap = match annotation(keys::ENTRYPOINT) {
+        None => false,
+        Some("wrap") => true,
+        Some(other) => {
+            warnings.push(format!(
+                "k8s-deputy: {}: {other:?} is not a known value (only \"wrap\"); ignored",
+                keys::ENTRYPOINT
+            ));
+            false
+        }
+    };
+    let agent = config.agent_path();
+    let relay = vec![
+        agent.clone(),
+        "terminate".into(),
+        "--timeout".into(),
+        timeout,
+    ];
+
+    let mut targets = targets(pod, annotation(keys::CONTAINERS), warnings);
+    // Pod order (init containers first), whatever order the annotation names them in.
+    targets.sort_by_key(|target| pod_position(pod, target));
+    targets
+        .into_iter()
+        .filter_map(|target| {
+            let list = list_of(target.role);
+            let container = get(pod, &["spec", list])?
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == target.name.as_str())?;
+            plan_container(
+                container,
+                target,
+                &ipc_default,
+                &relay,
+                chain,
+                wrap,
+                config,
+                warnings,
+            )
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_container(
+    container: &Value,
+    target: Target,
+    ipc_default: &str,
+    relay: &[String],
+    chain: bool,
+    wrap: bool,
+    config: &InjectionConfig,
+    warnings: &mut Vec<String>,
+) -> Option<Plan> {
+    let name = &target.name;
+    let mounts_at = |path: &str| {
+        container["volumeMounts"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["mountPath"] == path))
+    };
+    if mounts_at(&config.agent_dir) {
+        warnings.push(format!(
+            "k8s-deputy: container {name:?} already mounts something at {}; left unchanged",
+            config.agent_dir
+        ));
+        return None;
+    }
+    let hook = if target.role == Role::Init {
+        Hook::None
+    } else {
+        match &container["lifecycle"]["preStop"] {
+            Value::Null => Hook::Add(relay.to_vec()),
+            existing if chain => match chained(existing, relay) {
+                Some(command) => Hook::Chain(command),
+                None => {
+                    warnings.push(format!(
+                        "k8s-deputy: container {name:?} has a preStop hook that is neither exec nor sleep (httpGet is never chained); left unchanged"
+                    ));
+                    return None;
+                }
+            },
+            _ => {
+                warnings.push(format!(
+                    "k8s-deputy: container {name:?} already has a preStop hook; left unchanged (annotate {}: chain to run yours first, then the relay)",
+                    keys::EXISTING_PRESTOP
+                ));
+                return None;
+            }
+        }
+    };
+    let user_env = container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|e| e["name"] == ENV_IPC_DIR));
+    let (ipc_path, set_env) = match user_env {
+        None => (ipc_default.to_owned(), true),
+        Some(entry) => match entry["value"].as_str() {
+            Some(path) if path.starts_with('/') => {
+                warnings.push(format!(
+                    "k8s-deputy: container {name:?} sets {ENV_IPC_DIR}={path}; the IPC volume is mounted there"
+                ));
+                (path.trim_end_matches('/').to_owned(), false)
+            }
+            _ => {
+                warnings.push(format!(
+                    "k8s-deputy: container {name:?} sets {ENV_IPC_DIR} to something other than an absolute path; kept as is, IPC volume mounted at {ipc_default}"
+                ));
+                (ipc_default.to_owned(), false)
+            }
+        },
+    };
+    let add_ipc_mount = !mounts_at(&ipc_path);
+    if !add_ipc_mount {
+        warnings.push(format!(
+            "k8s-deputy: container {name:?} already mounts a volume at {ipc_path}; it is used as the IPC directory (it must be writable)"
+        ));
+    }
+    let wrap = if wrap && target.role != Role::Init {
+        match container["command"].as_array() {
+            Some(command) if command.first().and_then(Value::as_str) == Some(&relay[0]) => None,
+            Some(command) => {
+                let mut wrapped = vec![json!(relay[0]), json!("run"), json!("--")];
+                wrapped.extend(command.iter().cloned());
+                Some(wrapped)
+            }
+            None => {
+                warnings.push(format!(
+                    "k8s-deputy: container {name:?} sets no command, so it cannot be wrapped (the image's ENTRYPOINT is unknown at admission); set command to wrap it"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Some(Plan {
+        target,
+        ipc_path,
+        add_ipc_mount,
+        set_env,
+        hook,
+        wrap,
+    })
+}
+
+/// The relay preceded by the user's handler: an `exec` command, or a `sleep`.
+fn chained(existing: &Value, relay: &[String]) -> Option<Vec<String>> {
+    let mut command = relay.to_vec();
+    if let Some(user) = existing["exec"]["command"].as_array() {
+        let user: Option<Vec<String>> =
+            user.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+        command.push("--".into());
+        command.extend(user?);
+        return Some(command);
+    }
+    if let Some(seconds) = existing["sleep"]["seconds"].as_i64() {
+        command.extend(["--sleep-first".into(), format!("{seconds}s")]);
+        return Some(command);
+    }
+    None
+}
+
+fn pod_position(pod: &Value, target: &Target) -> (usize, usize) {
+    let list = list_of(target.role);
+    let index = get(pod, &["spec", list])
+        .and_then(Value::as_array)
+        .and_then(|items| items.iter().position(|c| c["name"] == target.name.as_str()))
+        .unwrap_or(usize::MAX);
+    (usize::from(list == "containers"), index)
+}
+
+fn list_of(role: Role) -> &'static str {
+    match role {
+        Role::App => "containers",
+        Role::Sidecar | Role::Init => "initContainers",
+    }
+}
+
+/// The containers to target: every app container, or those the annotation names.
+fn targets(pod: &Value, named: Option<&str>, warnings: &mut Vec<String>) -> Vec<Target> {
+    let list = |key: &str| {
+        get(pod, &["spec", key])
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let apps = list("containers");
+    let inits = list("initContainers");
+    let Some(named) = named else {
+        return apps
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .map(|name| Target {
+                name: name.to_owned(),
+                role: Role::App,
+            })
+            .collect();
+    };
+    let mut chosen: Vec<Target> = Vec::new();
+    for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if chosen.iter().any(|t| t.name == name) {
+            warnings.push(format!(
+                "k8s-deputy: {} names {name:?} twice",
+                keys::CONTAINERS
+            ));
+            continue;
+        }
+        let role = if apps.iter().any(|c| c["name"] == name) {
+            Role::App
+        } else if let Some(init) = inits.iter().find(|c| c["name"] == name) {
+            if init["restartPolicy"] == "Always" {
+                Role::Sidecar
+            } else {
+                Role::Init
+            }
+        } else {
+            warnings.push(format!(
+                "k8s-deputy: {} names {name:?}, which is not a container of this Pod",
+                keys::CONTAINERS
+            ));
+            continue;
+        };
+        chosen.push(Target {
+            name: name.to_owned(),
+            role,
+        });
+    }
+    chosen
+}
+
+fn ipc_dir(
+    annotated: Option<&str>,
+    config: &InjectionConfig,
+    warnings: &mut Vec<String>,
+) -> String {
+    match annotated {
+        None => config.ipc_dir.trim_end_matches('/').to_owned(),
+        Some(path) if path.starts_with('/') && path.len() > 1 && !path.contains("..") => {
+            path.trim_end_matches('/').to_owned()
+        }
+        Some(path) => {
+            warnings.push(format!(
+                "k8s-deputy: {}: {path:?} is not an absolute directory; using {}",
+                keys::IPC_DIR,
+                config.ipc_dir
+            ));
+            config.ipc_dir.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// The annotation as written, else the grace period minus a margin (at least 1 s).
+fn terminate_timeout(pod: &Value, annotated: Option<&str>, warnings: &mut Vec<String>) -> String {
+    if let Some(text) = annotated {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d >= Duration::from_millis(1) => return text.trim().to_owned(),
+            _ => warnings.push(format!(
+                "k8s-deputy: {}: {text:?} is not a duration such as 20s; using the grace period",
+                keys::TERMINATE_TIMEOUT
+            )),
+        }
+    }
+    let grace = get(pod, &["spec", "terminationGracePeriodSeconds"])
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    format!("{}s", (grace - GRACE_MARGIN_SECONDS).max(1))
+}
+
+/// Adds the planned mounts, env, hook and wrap to one container.
+pub fn apply(b: &mut PatchBuilder, plan: &Plan, config: &InjectionConfig) {
+    let list = list_of(plan.target.role);
+    let Some(index) = get(b.doc(), &["spec", list])
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items
+                .iter()
+                .position(|c| c["name"] == plan.target.name.as_str())
+        })
+    else {
+        return;
+    };
+    let index = index.to_string();
+    let at = |field: &'static str| ["spec", list, index.as_str(), field];
+    b.push(
+        &at("volumeMounts"),
+        json!({"name": super::AGENT_VOLUME, "mountPath": config.agent_dir, "readOnly": true}),
+    );
+    if plan.add_ipc_mount {
+        b.push(
+            &at("volumeMounts"),
+            json!({"name": IPC_VOLUME, "mountPath": plan.ipc_path, "subPath": plan.target.name}),
+        );
+    }
+    if plan.set_env {
+        b.push(
+            &at("env"),
+            json!({"name": ENV_IPC_DIR, "value": plan.ipc_path}),
+        );
+    }
+    let pre_stop = ["spec", list, index.as_str(), "lifecycle", "preStop"];
+    match &plan.hook {
+        Hook::None => {}
+        Hook::Add(command) => {
+            b.ensure_object(&at("lifecycle"));
+            b.add(&pre_stop, json!({"exec": {"command": command}}));
+        }
+        Hook::Chain(command) => b.replace(&pre_stop, json!({"exec": {"command": command}})),
+    }
+    if let Some(command) = &plan.wrap {
+        b.replace(&at("command"), Value::Array(command.clone()));
+    }
+}
