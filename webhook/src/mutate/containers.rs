@@ -182,6 +182,12 @@ fn plan_container(
             }
         },
     };
+    if ipc_path == config.agent_dir.trim_end_matches('/') {
+        warnings.push(format!(
+            "k8s-deputy: container {name:?} would get its IPC directory at {ipc_path}, where the agent is mounted; left unchanged"
+        ));
+        return None;
+    }
     let add_ipc_mount = !mounts_at(&ipc_path);
     if !add_ipc_mount {
         warnings.push(format!(
