@@ -4,5 +4,9 @@
 //! command and the tests share it.
 
 pub mod admission;
+pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod mutate;
+pub mod server;
+pub mod tls;

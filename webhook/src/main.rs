@@ -1,6 +1,5 @@
-//! `deputy-webhook` binary: parses arguments and runs a subcommand.
+//! `deputy-webhook` binary: parses arguments and runs a subcommand (see [`deputy_webhook::cli`]).
 
-fn main() {
-    eprintln!("deputy-webhook: under construction (serve and inject land with the webhook issue)");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    deputy_webhook::cli::Args::parse_and_run()
 }

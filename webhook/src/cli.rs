@@ -1,0 +1,244 @@
+//! The command line of `deputy-webhook`: every flag with its environment-variable twin, turned
+//! once into validated, typed configuration ([`ServeConfig`], [`InjectionConfig`]) before
+//! anything runs. Exit codes: 0 success, 1 a runtime failure, 2 a usage or configuration error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::InjectionConfig;
+use crate::server::ServeConfig;
+use crate::tls::PairPaths;
+
+/// Mutating admission webhook that gives opted-in Pods graceful termination (k8s-deputy).
+#[derive(Debug, Parser)]
+#[command(name = "deputy-webhook", version)]
+pub struct Args {
+    /// Log format on stderr: `text` for people, `json` (one object a line) for collectors.
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    log_format: LogFormat,
+
+    /// Log filter, `tracing` EnvFilter syntax (`info`, `warn,deputy_webhook=debug`).
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_LOG",
+        default_value = "info",
+        global = true
+    )]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, span fields (the admission `uid`) included.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve `POST /mutate` over HTTPS, and /healthz, /readyz, /metrics over plain HTTP.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// HTTPS address of `POST /mutate` (port 0 picks a free port; the log line `serving` says
+    /// which).
+    #[arg(long, env = "DEPUTY_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+
+    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`.
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_listen: SocketAddr,
+
+    /// PEM certificate chain, leaf first (e.g. a Secret volume's `tls.crt`). Reloaded when its
+    /// directory changes.
+    #[arg(long, env = "DEPUTY_WEBHOOK_TLS_CERT")]
+    tls_cert: PathBuf,
+
+    /// PEM private key of the certificate (e.g. `tls.key`).
+    #[arg(long, env = "DEPUTY_WEBHOOK_TLS_KEY")]
+    tls_key: PathBuf,
+
+    /// The webhook's own namespace, never injected (set it from the downward API).
+    #[arg(long, env = "DEPUTY_WEBHOOK_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Deadline for a client's TLS handshake, its request head, and its body (each).
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_REQUEST_TIMEOUT",
+        default_value = "10s",
+        value_parser = humantime::parse_duration
+    )]
+    request_timeout: Duration,
+
+    /// After SIGTERM, how long in-flight requests may finish before connections are dropped
+    /// (whole seconds, rounded up; keep it under the 5 s the process promises to exit within).
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_SHUTDOWN_TIMEOUT",
+        default_value = "4s",
+        value_parser = humantime::parse_duration
+    )]
+    shutdown_timeout: Duration,
+
+    #[command(flatten)]
+    injection: InjectionArgs,
+}
+
+/// The injection settings shared by `serve` and `inject`.
+#[derive(Debug, clap::Args)]
+struct InjectionArgs {
+    /// YAML (or JSON) file of injection settings, camelCase keys (`agentImage`, `ipcDir`,
+    /// `initMemoryLimit`, ...); the flags below override it.
+    #[arg(long, env = "DEPUTY_WEBHOOK_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Image holding the static agent at `/deputy-agent`.
+    #[arg(long, env = "DEPUTY_WEBHOOK_AGENT_IMAGE")]
+    agent_image: Option<String>,
+
+    /// `imagePullPolicy` of the injected init container: Always, IfNotPresent or Never.
+    #[arg(long, env = "DEPUTY_WEBHOOK_AGENT_IMAGE_PULL_POLICY")]
+    agent_image_pull_policy: Option<String>,
+}
+
+/// A usage or configuration error: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct Invalid(anyhow::Error);
+
+impl Args {
+    /// Parses the command line and the environment, runs the subcommand, and returns the exit
+    /// code (errors are printed on stderr).
+    pub fn parse_and_run() -> ExitCode {
+        let args = Self::parse();
+        match args.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(error = format!("{err:#}"), "exiting");
+                eprintln!("deputy-webhook: {err:#}");
+                if err.is::<Invalid>() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+
+    fn run(self) -> anyhow::Result<()> {
+        let Self {
+            log_format,
+            log,
+            command,
+        } = self;
+        init_logging(log_format, &log).map_err(Invalid)?;
+        match command {
+            Command::Serve(args) => crate::server::run(args.into_config().map_err(Invalid)?),
+        }
+    }
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<ServeConfig> {
+        let Self {
+            listen,
+            metrics_listen,
+            tls_cert,
+            tls_key,
+            namespace,
+            request_timeout,
+            shutdown_timeout,
+            injection,
+        } = self;
+        let mut injection = injection.into_config()?;
+        if namespace.is_some() {
+            injection.own_namespace = namespace;
+        }
+        injection.validate()?;
+        if request_timeout.is_zero() {
+            anyhow::bail!("--request-timeout must be more than 0s");
+        }
+        Ok(ServeConfig {
+            listen,
+            metrics_listen,
+            tls: PairPaths {
+                cert: tls_cert,
+                key: tls_key,
+            },
+            injection,
+            request_timeout,
+            shutdown_timeout,
+        })
+    }
+}
+
+impl InjectionArgs {
+    /// The file's settings (or the defaults) with the flags applied; not yet validated.
+    fn into_config(self) -> anyhow::Result<InjectionConfig> {
+        let Self {
+            config,
+            agent_image,
+            agent_image_pull_policy,
+        } = self;
+        let mut settings = match &config {
+            Some(path) => load_config_file(path)?,
+            None => InjectionConfig::default(),
+        };
+        if let Some(image) = agent_image {
+            settings.agent_image = image;
+        }
+        if agent_image_pull_policy.is_some() {
+            settings.agent_image_pull_policy = agent_image_pull_policy;
+        }
+        Ok(settings)
+    }
+}
+
+fn load_config_file(path: &std::path::Path) -> anyhow::Result<InjectionConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --config {}", path.display()))?;
+    // TEMPORARY until the shared YAML reader lands: JSON (a subset of YAML) only.
+    serde_json::from_str::<InjectionConfig>(&text)
+        .with_context(|| format!("--config {}", path.display()))
+}
+
+fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("--log {filter:?} is not a valid filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}

@@ -1,0 +1,515 @@
+//! `deputy-webhook serve` as a real process: real TLS (certificates made here with rcgen, clients
+//! trusting only the test CA), real HTTP, loopback addresses only. Every wait is a bounded poll.
+
+mod server_support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+use server_support::*;
+
+fn started() -> (Ca, SecretVolume, Server) {
+    started_with(&[])
+}
+
+fn started_with(extra: &[&str]) -> (Ca, SecretVolume, Server) {
+    let ca = Ca::new();
+    let certs = SecretVolume::new(&ca.leaf("first"));
+    let server = Server::start(&ca, &certs, extra);
+    server.wait_ready();
+    (ca, certs, server)
+}
+
+#[test]
+fn admission_review_round_trip_returns_a_json_patch_and_echoes_the_uid() {
+    let (_ca, _certs, server) = started();
+    let (status, body) = server.post(&pod_review("0b7c-round-trip"));
+    assert_eq!(status, 200, "{body}");
+    let review: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(review["kind"], "AdmissionReview");
+    let response = &review["response"];
+    assert_eq!(response["uid"], "0b7c-round-trip");
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: Value = serde_json::from_slice(&patch).unwrap();
+    assert!(!patch.as_array().unwrap().is_empty());
+    assert!(
+        patch.to_string().contains(AGENT_IMAGE),
+        "the --agent-image flag reaches the patch"
+    );
+
+    // One structured line for the admission, in a span carrying the uid.
+    let line = server
+        .wait_log(Duration::from_secs(5), |v| v["message"] == "admission")
+        .expect("an admission log line");
+    assert_eq!(line["span"]["uid"], "0b7c-round-trip");
+    assert_eq!(line["namespace"], "apps");
+    assert_eq!(line["name"], "web-7d9f-*");
+    assert_eq!(line["result"], "injected");
+    assert_eq!(line["reason"], "none");
+    assert!(line["duration_us"].is_u64());
+}
+
+#[test]
+fn a_body_that_is_not_json_is_a_400_with_a_message() {
+    let (_ca, _certs, server) = started();
+    let (status, body) = server.post(b"this is not json");
+    assert_eq!(status, 400);
+    assert!(body.contains("not JSON"), "{body}");
+    // The server is unharmed.
+    assert_eq!(server.post(&pod_review("after-400")).0, 200);
+}
+
+#[test]
+fn a_body_that_is_not_an_admission_review_is_a_400() {
+    let (_ca, _certs, server) = started();
+    let pod =
+        br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[]}}"#;
+    let cases: [(&[u8], &str); 5] = [
+        (pod, "no request"),
+        (
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            "no request",
+        ),
+        (
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"namespace":"apps"}}"#,
+            "no uid",
+        ),
+        (br#"[1, 2, 3]"#, "no request"),
+        (
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}"#,
+            "v1beta1",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, message) = server.post(body);
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
+        assert!(
+            message.contains(expected),
+            "{message:?} should say {expected:?}"
+        );
+    }
+    assert_eq!(
+        server.metric(r#"deputy_admission_requests_total{result="bad_request",reason="none"}"#),
+        Some(5.0)
+    );
+}
+
+#[test]
+fn a_body_over_the_4_mib_limit_is_a_413() {
+    let (ca, _certs, server) = started();
+    let limit = deputy_webhook::server::MAX_BODY_BYTES;
+    assert_eq!(limit, 4 * 1024 * 1024);
+
+    // Declared by Content-Length: refused before the body is read.
+    let mut tls = tls_connect(server.addr, &ca.der);
+    write_all(
+        &mut tls,
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            limit + 1
+        )
+        .as_bytes(),
+    );
+    let (response, _) = read_until_closed(&mut tls, Duration::from_secs(10));
+    assert_eq!(
+        status_of(&response),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+
+    // Chunked, no length: refused once the limit is crossed. The last chunk and the terminator
+    // go in one write so that nothing is left unread when the server closes.
+    let mut tls = tls_connect(server.addr, &ca.der);
+    write_all(
+        &mut tls,
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let chunk = vec![b' '; 1024 * 1024];
+    for _ in 0..4 {
+        write_all(&mut tls, format!("{:x}\r\n", chunk.len()).as_bytes());
+        write_all(&mut tls, &chunk);
+        write_all(&mut tls, b"\r\n");
+    }
+    write_all(&mut tls, b"1\r\n \r\n0\r\n\r\n");
+    let (response, _) = read_until_closed(&mut tls, Duration::from_secs(10));
+    assert_eq!(
+        status_of(&response),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+
+    // Just under the limit is read (and is not JSON: 400, not 413).
+    let (status, _) = server.post(&vec![b' '; limit - 1]);
+    assert_eq!(status, 400);
+    assert_eq!(
+        server.metric(r#"deputy_admission_requests_total{result="too_large",reason="none"}"#),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn plaintext_http_on_the_tls_port_fails_cleanly() {
+    let (_ca, _certs, server) = started();
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let body = pod_review("plaintext");
+    tcp.write_all(
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let _ = tcp.write_all(&body);
+    let started = Instant::now();
+    let (answer, closed) = read_until_closed(&mut tcp, Duration::from_secs(5));
+    assert!(closed, "the server closes a plaintext connection");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "no HTTP answer in clear text"
+    );
+    // The server still serves TLS clients.
+    assert_eq!(server.post(&pod_review("after-plaintext")).0, 200);
+}
+
+#[test]
+fn stalled_clients_are_dropped_and_do_not_block_others() {
+    let (ca, _certs, server) = started_with(&["--request-timeout", "1s"]);
+    let started = Instant::now();
+    // More stalled connections than workers, at every stage of a request.
+    let mut silent: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let tcp = TcpStream::connect(server.addr).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            tcp
+        })
+        .collect();
+    let mut half_head: Vec<_> = (0..4)
+        .map(|_| {
+            let mut tls = tls_connect(server.addr, &ca.der);
+            write_all(&mut tls, b"POST /mutate HTTP/1.1\r\nHost: localhost\r\n");
+            tls.sock
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            tls
+        })
+        .collect();
+    let body = pod_review("stalled-body");
+    let mut half_body: Vec<_> = (0..4)
+        .map(|_| {
+            let mut tls = tls_connect(server.addr, &ca.der);
+            write_all(
+                &mut tls,
+                format!(
+                    "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+            write_all(&mut tls, &body[..body.len() / 2]);
+            tls.sock
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            tls
+        })
+        .collect();
+
+    // Others are served at once meanwhile.
+    let client = server.client();
+    for i in 0..10 {
+        let t = Instant::now();
+        let (status, _) = server
+            .post_with(&client, &pod_review(&format!("busy-{i}")))
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            t.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    // And the stalled ones are dropped after the 1 s timeout.
+    for tcp in &mut silent {
+        let (_, closed) = read_until_closed(tcp, Duration::from_secs(5));
+        assert!(closed, "a silent connection is closed");
+    }
+    for tls in &mut half_head {
+        let (response, closed) = read_until_closed(tls, Duration::from_secs(5));
+        assert!(closed, "a connection stalled in its head is closed");
+        let status = status_of(&response);
+        assert!(status.is_none() || status == Some(408), "{status:?}");
+    }
+    for tls in &mut half_body {
+        let (response, closed) = read_until_closed(tls, Duration::from_secs(5));
+        assert!(closed, "a connection stalled in its body is closed");
+        assert_eq!(
+            status_of(&response),
+            Some(408),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(server.post(&pod_review("after-stalls")).0, 200);
+}
+
+#[test]
+fn certificate_rotation_while_requests_run_fails_none_and_new_handshakes_see_the_new_pair() {
+    let (ca, mut certs, server) = started();
+    let server = Arc::new(server);
+    let old = server.presented_cert();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    // Two kinds of clients: one keep-alive connection (established before the rotation, must be
+    // unharmed), and a new connection per request (handshakes across the rotation).
+    let workers: Vec<_> = [true, false]
+        .into_iter()
+        .map(|keep_alive| {
+            let (server, stop, failures, done) = (
+                Arc::clone(&server),
+                Arc::clone(&stop),
+                Arc::clone(&failures),
+                Arc::clone(&done),
+            );
+            std::thread::spawn(move || {
+                let shared = server.client();
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let client = if keep_alive {
+                        shared.clone()
+                    } else {
+                        server.client()
+                    };
+                    let uid = format!("rotation-{keep_alive}-{i}");
+                    match server.post_with(&client, &pod_review(&uid)) {
+                        Ok((200, body)) if body.contains(&uid) => {
+                            done.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => {
+                            eprintln!("failed request during rotation: {other:?}");
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+
+    poll(Duration::from_secs(10), || {
+        (done.load(Ordering::SeqCst) >= 20).then_some(())
+    })
+    .expect("requests flow before the rotation");
+    let new = ca.leaf("second");
+    certs.rotate(&new);
+    let seen = poll(Duration::from_secs(10), || {
+        (server.presented_cert() == new.der).then_some(())
+    });
+    let before_stop = done.load(Ordering::SeqCst);
+    poll(Duration::from_secs(10), || {
+        (done.load(Ordering::SeqCst) >= before_stop + 20).then_some(())
+    })
+    .expect("requests flow after the rotation");
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(
+        seen.is_some(),
+        "new handshakes are served the new certificate"
+    );
+    assert_ne!(old, new.der);
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "no request failed");
+    assert_eq!(
+        server.metric(r#"deputy_tls_reloads_total{result="loaded"}"#),
+        Some(2.0)
+    );
+    assert!(server
+        .wait_log(Duration::from_secs(1), |v| v["message"]
+            == "serving certificate loaded"
+            && v["first"] == false)
+        .is_some());
+}
+
+#[test]
+fn a_new_pair_whose_key_does_not_match_is_refused_and_the_old_one_kept() {
+    let (ca, mut certs, server) = started();
+    let old = server.presented_cert();
+    let a = ca.leaf("a");
+    let b = ca.leaf("b");
+    certs.update(&a.cert_pem, &b.key_pem);
+    let refused = server.wait_log(Duration::from_secs(10), |v| {
+        v["message"] == "new serving certificate refused"
+    });
+    let refused = refused.expect("a refusal log line");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{refused}"
+    );
+    assert_eq!(refused["keeping_previous"], true);
+    assert_eq!(
+        server.metric(r#"deputy_tls_reloads_total{result="refused"}"#),
+        Some(1.0)
+    );
+    assert_eq!(server.presented_cert(), old, "the old pair is still served");
+    assert_eq!(server.post(&pod_review("after-mismatch")).0, 200);
+    assert_eq!(server.admin_get("/readyz").unwrap().0, 200);
+
+    // Negative control: the same files fixed are taken.
+    certs.rotate(&a);
+    let taken = poll(Duration::from_secs(10), || {
+        (server.presented_cert() == a.der).then_some(())
+    });
+    assert!(taken.is_some(), "a matching pair is loaded");
+}
+
+#[test]
+fn an_expired_new_pair_is_refused_and_the_old_one_kept() {
+    let (ca, mut certs, server) = started();
+    let old = server.presented_cert();
+    certs.rotate(&ca.expired_leaf("expired"));
+    let refused = server
+        .wait_log(Duration::from_secs(10), |v| {
+            v["message"] == "new serving certificate refused"
+        })
+        .expect("a refusal log line");
+    assert!(
+        refused["error"].as_str().unwrap().contains("expired"),
+        "{refused}"
+    );
+    assert_eq!(server.presented_cert(), old);
+    assert_eq!(server.post(&pod_review("after-expired")).0, 200);
+}
+
+#[test]
+fn not_ready_until_a_valid_certificate_is_loaded() {
+    let ca = Ca::new();
+    let mut certs = SecretVolume::new(&ca.expired_leaf("expired"));
+    let server = Server::start(&ca, &certs, &[]);
+    assert_eq!(server.admin_get("/healthz").unwrap().0, 200);
+    let (status, body) = server.admin_get("/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("no serving certificate"), "{body}");
+    // A handshake without a certificate fails, without harming the server.
+    assert!(server
+        .post_with(&server.client(), &pod_review("no-cert"))
+        .is_err());
+
+    let valid = ca.leaf("valid");
+    certs.rotate(&valid);
+    server.wait_ready();
+    assert_eq!(server.presented_cert(), valid.der);
+    assert_eq!(server.post(&pod_review("now-ready")).0, 200);
+}
+
+#[test]
+fn health_and_metrics_endpoints_answer_on_the_plain_port() {
+    let (_ca, _certs, server) = started();
+    assert_eq!(server.post(&pod_review("metrics-1")).0, 200);
+    assert_eq!(server.post(b"{").0, 400);
+    let skipped = String::from_utf8(pod_review("metrics-2"))
+        .unwrap()
+        .replace(r#""namespace":"apps""#, r#""namespace":"kube-system""#);
+    assert_eq!(server.post(skipped.as_bytes()).0, 200);
+
+    assert_eq!(server.admin_get("/healthz").unwrap(), (200, "ok\n".into()));
+    assert_eq!(server.admin_get("/readyz").unwrap(), (200, "ok\n".into()));
+    let (status, text) = server.admin_get("/metrics").unwrap();
+    assert_eq!(status, 200);
+    for sample in [
+        r#"deputy_admission_requests_total{result="injected",reason="none"} 1"#,
+        r#"deputy_admission_requests_total{result="bad_request",reason="none"} 1"#,
+        r#"deputy_admission_requests_total{result="skipped",reason="system_namespace"} 1"#,
+        r#"deputy_admission_duration_seconds_count 3"#,
+        r#"deputy_admission_duration_seconds_bucket{le="0.0001"}"#,
+        r#"deputy_admission_duration_seconds_bucket{le="0.0005"}"#,
+        r#"deputy_tls_reloads_total{result="loaded"} 1"#,
+        r#"deputy_build_info{version=""#,
+    ] {
+        assert!(text.contains(sample), "missing {sample} in\n{text}");
+    }
+    let not_after = server
+        .metric("deputy_tls_certificate_not_after_seconds")
+        .unwrap();
+    assert!(
+        not_after > 4.0e9,
+        "rcgen's default notAfter is year 4096: {not_after}"
+    );
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("deputy_"), "{line}");
+    }
+    // The TLS port does not serve them.
+    let (status, _) = server
+        .client()
+        .get(server.url("/metrics"))
+        .call()
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn sigterm_turns_readiness_false_lets_in_flight_requests_finish_and_exits_within_5s() {
+    let (ca, _certs, mut server) = started();
+    // An idle keep-alive connection, and a request whose body is half sent.
+    let idle = server.client();
+    assert_eq!(server.post_with(&idle, &pod_review("idle")).unwrap().0, 200);
+    let body = pod_review("in-flight");
+    let mut tls = tls_connect(server.addr, &ca.der);
+    write_all(
+        &mut tls,
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    write_all(&mut tls, &body[..body.len() / 2]);
+
+    let signalled = Instant::now();
+    server.sigterm();
+    let not_ready = poll(Duration::from_secs(3), || {
+        (server.admin_get("/readyz").map(|r| r.0) == Some(503)).then_some(())
+    });
+    assert!(not_ready.is_some(), "readiness turns false");
+    write_all(&mut tls, &body[body.len() / 2..]);
+    let (response, _) = read_until_closed(&mut tls, Duration::from_secs(5));
+    assert_eq!(
+        status_of(&response),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert!(String::from_utf8_lossy(&response).contains("in-flight"));
+
+    let status = server.wait_exit(Duration::from_secs(10)).expect("exits");
+    let took = signalled.elapsed();
+    eprintln!("exited {took:?} after SIGTERM: {status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(status.success(), "{status:?}");
+}
