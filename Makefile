@@ -5,7 +5,7 @@ TARGET_DIR := target/x86_64-unknown-linux-gnu
 # The e2e suite's cargo target lives outside the repo (shared with tests/e2e/harness.sh).
 E2E_TARGET ?= $(HOME)/.cache/k8s-deputy/e2e-target
 
-.PHONY: all build test lint deps bench bench-agent demo e2e-up e2e-down e2e-test
+.PHONY: all build test lint deps bench bench-agent bench-webhook demo e2e-up e2e-down e2e-test
 
 all: build
 
@@ -37,7 +37,11 @@ bench-agent: deps
 	$(CARGO) build --release -p deputy-agent
 	$(CARGO) bench -p deputy-agent --all-features --bench relay
 
-bench: bench-agent
+## bench-webhook: the mutation engine per Pod size (and the HTTPS load benchmark when present)
+bench-webhook:
+	$(CARGO) bench -p deputy-webhook --bench engine
+
+bench: bench-agent bench-webhook
 
 ## demo: the whole story on a real local cluster (coming with the ship-it issue)
 demo:

@@ -260,7 +260,7 @@ fn targets(pod: &Value, named: Option<&str>, warnings: &mut Vec<String>) -> Vec<
     let list = |key: &str| {
         get(pod, &["spec", key])
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default()
     };
     let apps = list("containers");
