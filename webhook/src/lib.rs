@@ -6,7 +6,9 @@
 pub mod admission;
 pub mod cli;
 pub mod config;
+pub mod inject;
 pub mod metrics;
 pub mod mutate;
 pub mod server;
 pub mod tls;
+pub mod yaml;
