@@ -5,7 +5,7 @@ TARGET_DIR := target/x86_64-unknown-linux-gnu
 # The e2e suite's cargo target lives outside the repo (shared with tests/e2e/harness.sh).
 E2E_TARGET ?= $(HOME)/.cache/k8s-deputy/e2e-target
 
-.PHONY: all build test lint deps bench bench-agent bench-webhook demo e2e-up e2e-down e2e-test
+.PHONY: all build test lint deps bench bench-agent bench-webhook demo e2e-up e2e-down e2e-test e2e-deploy
 
 all: build
 
@@ -57,3 +57,7 @@ e2e-down:
 
 e2e-test:
 	@tests/e2e/harness.sh test
+
+## e2e-deploy: build and import the images, deploy k8s-deputy onto the running local node
+e2e-deploy:
+	@scripts/e2e-deploy.sh

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# make e2e-deploy: builds k8s-deputy's images without Docker (the same contents as images/*.Dockerfile),
+# imports them into the running local node (bringing one up if none runs), and deploys
+# manifests/overlays/local with a serving certificate made here. Afterwards:
+#   kubectl label namespace NAME k8s-deputy.io/inject=enabled
+# Prints `export KUBECONFIG=...` last.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+log() { printf '[deploy %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+command -v openssl >/dev/null || { log "installing openssl"; apt-get update -qq >/dev/null; apt-get install -y -qq openssl >/dev/null; }
+kubeconfig_line=$(tests/e2e/harness.sh up | tail -n 1)
+eval "$kubeconfig_line"
+K=$(dirname "$KUBECONFIG")/kubectl
+
+log "building the static release binaries"
+cargo build --release -p deputy-agent --all-features --examples >&2
+cargo build --release -p deputy-webhook >&2
+bin=target/x86_64-unknown-linux-gnu/release
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/agent" "$work/webhook" "$work/demo/bin" "$work/demo/app"
+install -m 0755 "$bin/deputy-agent" "$work/agent/deputy-agent"
+install -m 0755 "$bin/deputy-webhook" "$work/webhook/deputy-webhook"
+busybox=$(command -v busybox)
+install -m 0755 "$busybox" "$work/demo/bin/busybox"
+for applet in sh sleep echo cat ls kill true false date ps; do ln -s busybox "$work/demo/bin/$applet"; done
+install -m 0755 "$bin/examples/deputy-app" "$bin/examples/julia-like" images/demo/shell-app.sh "$work/demo/app/"
+
+tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$work/agent" '["/deputy-agent"]' >&2
+tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$work/webhook" '["/deputy-webhook"]' >&2
+tests/e2e/harness.sh image localhost/deputy-demo:e2e 65532 "$work/demo" '["/app/deputy-app"]' >&2
+
+log "making a CA and the serving certificate for deputy-webhook.deputy-system.svc"
+tls=$work/tls
+mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+	-subj "/CN=k8s-deputy e2e CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=deputy-webhook" \
+	-keyout "$tls/tls.key" -out "$tls/tls.csr" 2>/dev/null
+printf 'subjectAltName=DNS:deputy-webhook.deputy-system.svc,DNS:deputy-webhook.deputy-system.svc.cluster.local\n' >"$tls/san"
+openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+	-days 30 -extfile "$tls/san" -out "$tls/tls.crt" 2>/dev/null
+
+log "deploying manifests/overlays/local"
+"$K" apply -f manifests/base/namespace.yaml >&2
+"$K" -n deputy-system create secret tls deputy-webhook-tls --cert="$tls/tls.crt" --key="$tls/tls.key" \
+	--dry-run=client -o yaml | "$K" apply -f - >&2
+"$K" apply -k manifests/overlays/local >&2
+ca=$(base64 -w0 <"$tls/ca.crt")
+"$K" patch mutatingwebhookconfiguration deputy-webhook --type=json -p "[
+	{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"},
+	{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
+"$K" -n deputy-system rollout restart deployment/deputy-webhook >&2
+"$K" -n deputy-system rollout status deployment/deputy-webhook --timeout=120s >&2
+log "k8s-deputy is running; label a namespace with k8s-deputy.io/inject=enabled to try it"
+echo "$kubeconfig_line"
