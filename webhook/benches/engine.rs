@@ -81,7 +81,10 @@ fn main() {
     for (label, pod) in [
         ("small (1 container)", pod(1, 0, 0, 0)),
         ("typical (3 containers, env, mounts)", pod(3, 8, 3, 2_000)),
-        ("large (20 containers, 40 env, 10 mounts, 64 KiB annotation)", pod(20, 40, 10, 64 * 1024)),
+        (
+            "large (20 containers, 40 env, 10 mounts, 64 KiB annotation)",
+            pod(20, 40, 10, 64 * 1024),
+        ),
     ] {
         let body = review_body(&pod);
         let engine = per_call(|| {
