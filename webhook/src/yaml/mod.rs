@@ -11,6 +11,7 @@ mod read;
 mod resolve;
 mod write;
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -156,16 +157,18 @@ impl Node {
             }
             Value::Object(map) => {
                 let mut entries = Vec::with_capacity(map.len());
+                let mut hinted = HashSet::new();
                 if let Some(Node::Map(hints)) = hint {
                     for (key, h) in hints {
                         if let Some(v) = map.get(key) {
                             entries.push((key.clone(), Node::from_json_ordered(v, Some(h))));
+                            hinted.insert(key.as_str());
                         }
                     }
                 }
                 let mut added: Vec<(&String, &Value)> = map
                     .iter()
-                    .filter(|(key, _)| !entries.iter().any(|(k, _)| k == *key))
+                    .filter(|(key, _)| !hinted.contains(key.as_str()))
                     .collect();
                 // Keys the hint lacks: the identifying ones first, as people write them.
                 let rank = |key: &str| {
@@ -280,8 +283,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries: Vec<(String, Node)> = Vec::new();
+        let mut seen = HashSet::new();
         while let Some((key, value)) = map.next_entry::<String, Node>()? {
-            if entries.iter().any(|(k, _)| *k == key) {
+            if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format!("duplicate key {key:?}")));
             }
             entries.push((key, value));
@@ -456,5 +460,85 @@ mod tests {
         write_yaml(std::slice::from_ref(&doc), &mut text);
         let back = parse(&text).unwrap();
         assert_eq!(back.documents, [doc], "{text}");
+    }
+
+    mod round_trip {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            const WORDS: [&str; 23] = [
+                "on",
+                "yes",
+                "NO",
+                "off",
+                "y",
+                "12:30",
+                "2024-01-01",
+                "0755",
+                "",
+                "~",
+                "null",
+                "1e3",
+                ".5",
+                "<<",
+                "-",
+                "---",
+                "? x",
+                "a: b",
+                "#",
+                "|",
+                ">",
+                "0x1F",
+                "+1",
+            ];
+            prop_oneof![
+                "[a-zA-Z0-9 :#'\"\\.,{}*&!|>%@`?~_+=<\\[\\]\t\n\r\u{85}\u{2028}\u{feff}\u{0}é🚀-]{0,12}",
+                prop::sample::select(&WORDS[..]).prop_map(String::from),
+            ]
+        }
+
+        fn node() -> impl Strategy<Value = Node> {
+            let leaf = prop_oneof![
+                Just(Node::Null),
+                any::<bool>().prop_map(Node::Bool),
+                any::<i64>().prop_map(|n| Node::Number(n.into())),
+                any::<u64>().prop_map(|n| Node::Number(n.into())),
+                any::<f64>()
+                    .prop_filter("a float that stays a float", |f| {
+                        f.is_finite() && f.fract() != 0.0
+                    })
+                    .prop_map(|f| Node::Number(Number::from_f64(f).unwrap())),
+                text().prop_map(Node::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..5).prop_map(Node::Seq),
+                    prop::collection::btree_map(text(), inner, 0..5)
+                        .prop_map(|m| Node::Map(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Whatever we write, we read back the same (and kubectl's reader agrees with ours:
+            /// see `webhook/tests/yaml-readers/`).
+            #[test]
+            fn written_yaml_reads_back_the_same(docs in prop::collection::vec(node(), 1..4)) {
+                let mut text = String::new();
+                write_yaml(&docs, &mut text);
+                let back = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+                prop_assert_eq!(back.documents, docs, "{}", text);
+            }
+
+            /// JSON output reads back the same too.
+            #[test]
+            fn written_json_reads_back_the_same(entries in prop::collection::btree_map(text(), node(), 0..5)) {
+                let docs = vec![Node::Map(entries.into_iter().collect())];
+                let mut text = String::new();
+                write_json(&docs, &mut text);
+                prop_assert_eq!(parse(&text).unwrap().documents, docs);
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! typed by YAML 1.1 rules ([`super::resolve`]), anchors, aliases and `<<` merge keys; or JSON
 //! through `serde_json`'s stream reader.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, StrInput, Tag};
 use serde_json::Number;
@@ -119,6 +119,7 @@ impl<'a> Reader<'a> {
 
     fn mapping(&mut self) -> Result<Node, ParseError> {
         let mut entries = Vec::new();
+        let mut explicit = HashSet::new();
         loop {
             let (event, span) = self.next()?;
             if matches!(event, Event::MappingEnd) {
@@ -134,29 +135,20 @@ impl<'a> Reader<'a> {
                 continue;
             }
             let key = self.key(key, span)?;
-            let duplicate = entries
-                .iter()
-                .any(|e| matches!(e, Entry::Pair(k, _) if *k == key));
-            if duplicate {
+            if !explicit.insert(key.clone()) {
                 return Err(self.error(Some(span), format!("duplicate mapping key {key:?}")));
             }
             entries.push(Entry::Pair(key, value));
         }
         // Keys written in the mapping win over merged ones; among merged mappings the first wins.
-        let explicit: Vec<String> = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Pair(k, _) => Some(k.clone()),
-                Entry::Merge(_) => None,
-            })
-            .collect();
         let mut out: Vec<(String, Node)> = Vec::with_capacity(entries.len());
+        let mut merged = HashSet::new();
         for entry in entries {
             match entry {
                 Entry::Pair(k, v) => out.push((k, v)),
                 Entry::Merge(pairs) => {
                     for (k, v) in pairs {
-                        if !explicit.contains(&k) && !out.iter().any(|(o, _)| *o == k) {
+                        if !explicit.contains(&k) && merged.insert(k.clone()) {
                             out.push((k, v));
                         }
                     }
