@@ -37,9 +37,10 @@ bench-agent: deps
 	$(CARGO) build --release -p deputy-agent
 	$(CARGO) bench -p deputy-agent --all-features --bench relay
 
-## bench-webhook: the mutation engine per Pod size (and the HTTPS load benchmark when present)
+## bench-webhook: the mutation engine per Pod size, then HTTPS load against the same-stack floor
 bench-webhook:
 	$(CARGO) bench -p deputy-webhook --bench engine
+	$(CARGO) bench -p deputy-webhook --bench https
 
 bench: bench-agent bench-webhook
 

@@ -54,6 +54,19 @@ pub enum LogFormat {
 enum Command {
     /// Serve `POST /mutate` over HTTPS, and /healthz, /readyz, /metrics over plain HTTP.
     Serve(ServeArgs),
+    /// Inject manifests offline: read YAML or JSON (Pods, workloads, Lists), write them back
+    /// with every pod template mutated; warnings on stderr.
+    Inject(InjectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct InjectArgs {
+    /// The manifests to read, `-` for standard input.
+    #[arg(short = 'f', long)]
+    filename: PathBuf,
+
+    #[command(flatten)]
+    injection: InjectionArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +170,7 @@ impl Args {
         init_logging(log_format, &log).map_err(Invalid)?;
         match command {
             Command::Serve(args) => crate::server::run(args.into_config().map_err(Invalid)?),
+            Command::Inject(args) => args.run(),
         }
     }
 }
@@ -195,6 +209,32 @@ impl ServeArgs {
     }
 }
 
+impl InjectArgs {
+    fn run(self) -> anyhow::Result<()> {
+        let Self {
+            filename,
+            injection,
+        } = self;
+        let config = injection.into_config().map_err(Invalid)?;
+        config.validate().map_err(|e| Invalid(e.into()))?;
+        let input: Box<dyn std::io::Read> = if filename.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            let file = std::fs::File::open(&filename)
+                .with_context(|| format!("cannot open -f {}", filename.display()))?;
+            Box::new(std::io::BufReader::new(file))
+        };
+        crate::inject::run(
+            input,
+            std::io::stdout().lock(),
+            std::io::stderr().lock(),
+            &config,
+        )
+        .with_context(|| format!("-f {}", filename.display()))?;
+        Ok(())
+    }
+}
+
 impl InjectionArgs {
     /// The file's settings (or the defaults) with the flags applied; not yet validated.
     fn into_config(self) -> anyhow::Result<InjectionConfig> {
@@ -220,9 +260,17 @@ impl InjectionArgs {
 fn load_config_file(path: &std::path::Path) -> anyhow::Result<InjectionConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --config {}", path.display()))?;
-    // TEMPORARY until the shared YAML reader lands: JSON (a subset of YAML) only.
-    serde_json::from_str::<InjectionConfig>(&text)
-        .with_context(|| format!("--config {}", path.display()))
+    let context = || format!("--config {}", path.display());
+    let stream = crate::yaml::parse(&text).with_context(context)?;
+    let mut documents = stream
+        .documents
+        .iter()
+        .filter(|d| **d != crate::yaml::Node::Null);
+    match (documents.next(), documents.next()) {
+        (None, _) => Ok(InjectionConfig::default()),
+        (Some(document), None) => serde_json::from_value(document.to_json()).with_context(context),
+        (Some(_), Some(_)) => anyhow::bail!("{}: expected one YAML document", context()),
+    }
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {

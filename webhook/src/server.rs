@@ -30,6 +30,10 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// not us, closes idle connections and never sends a request on one we are closing.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(120);
 
+/// The log target of the one line per admission, so that a filter can keep or drop those lines
+/// alone (`--log info,deputy_webhook::admission=warn` drops the successful ones).
+pub const ADMISSION_LOG: &str = "deputy_webhook::admission";
+
 /// The validated settings of `serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -186,6 +190,7 @@ async fn mutate(req: HttpRequest, payload: web::Payload, state: web::Data<State>
                     outcome.warnings,
                 );
                 tracing::info!(
+                    target: ADMISSION_LOG,
                     namespace = %outcome.namespace,
                     name = %outcome.name,
                     result,
@@ -269,6 +274,7 @@ fn reject(
         0,
     );
     tracing::warn!(
+        target: ADMISSION_LOG,
         status = status.as_u16(),
         result,
         error = %message,

@@ -1,0 +1,188 @@
+//! The command line of `deputy-webhook` as a process: exit codes, flags, environment twins and
+//! the `--config` file (settings shared by `serve` and `inject`).
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: apps
+spec:
+  containers:
+  - name: app
+    image: nginx:1.27
+";
+
+fn deputy(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_deputy-webhook"));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DEPUTY_WEBHOOK_") {
+            command.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, content: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("deputy-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn serve_without_an_agent_image_exits_2_naming_the_flag() {
+    let out = deputy(
+        &[
+            "serve",
+            "--tls-cert",
+            "/nonexistent/tls.crt",
+            "--tls-key",
+            "/nonexistent/tls.key",
+        ],
+        &[],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--agent-image must be set"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_without_tls_files_is_a_usage_error() {
+    let out = deputy(&["serve", "--agent-image", "img:1"], &[], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--tls-cert"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_with_an_unwatchable_certificate_directory_exits_1() {
+    let out = deputy(
+        &[
+            "serve",
+            "--agent-image",
+            "img:1",
+            "--tls-cert",
+            "/nonexistent/tls.crt",
+            "--tls-key",
+            "/nonexistent/tls.key",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn inject_reads_standard_input_and_writes_the_injected_pod() {
+    let out = deputy(&["inject", "-f", "-", "--agent-image", "img:1"], &[], POD);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("deputy-install"), "{stdout}");
+    assert!(stdout.contains("img:1"), "{stdout}");
+}
+
+#[test]
+fn the_agent_image_can_come_from_the_environment() {
+    let out = deputy(
+        &["inject", "-f", "-"],
+        &[("DEPUTY_WEBHOOK_AGENT_IMAGE", "from-env:2")],
+        POD,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("from-env:2"));
+}
+
+#[test]
+fn config_file_settings_apply_and_flags_override_them() {
+    let config = TempFile::new(
+        "config.yaml",
+        "agentImage: from-file:1\ninitMemoryLimit: 48Mi\nagentImagePullPolicy: IfNotPresent\n",
+    );
+    let out = deputy(
+        &[
+            "inject",
+            "-f",
+            "-",
+            "--config",
+            config.path(),
+            "--agent-image",
+            "from-flag:3",
+        ],
+        &[],
+        POD,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("from-flag:3"), "{stdout}");
+    assert!(!stdout.contains("from-file:1"), "the flag wins: {stdout}");
+    assert!(
+        stdout.contains("48Mi"),
+        "the file's setting applies: {stdout}"
+    );
+    assert!(stdout.contains("IfNotPresent"), "{stdout}");
+}
+
+#[test]
+fn a_config_file_with_an_unknown_setting_exits_2_naming_the_file() {
+    let config = TempFile::new("bad.yaml", "agentImage: x\nagentImag: typo\n");
+    let out = deputy(&["inject", "-f", "-", "--config", config.path()], &[], POD);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(config.path()) && stderr.contains("agentImag"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
