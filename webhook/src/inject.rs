@@ -125,7 +125,7 @@ pub fn inject_str(
             continue; // an empty YAML document (`---` twice, or only comments)
         }
         let at = format!("document {}", i + 1);
-        documents.push(injector.document(document, i + 1, &at)?);
+        documents.push(injector.document(document, i + 1, &at, ("", ""))?);
     }
     injector.summary.documents = documents.len();
     let mut out = String::new();
@@ -157,28 +157,40 @@ struct Injector<'a> {
 }
 
 impl Injector<'_> {
-    /// One document or `List` item: the node to write.
-    fn document(&mut self, node: Node, index: usize, at: &str) -> Result<Node, InjectError> {
+    /// One document or `List` item: the node to write. `implied` is the `(apiVersion, kind)` a
+    /// typed list (`PodList`) gives items that leave theirs out; `("", "")` outside one.
+    fn document(
+        &mut self,
+        node: Node,
+        index: usize,
+        at: &str,
+        implied: (&str, &str),
+    ) -> Result<Node, InjectError> {
         if !matches!(node, Node::Map(_)) {
             return Err(InjectError::NotAnObject {
                 at: at.to_owned(),
                 found: node.type_name(),
             });
         }
-        let kind = node.get("kind").and_then(Node::as_str).unwrap_or_default();
-        let api_version = node
-            .get("apiVersion")
-            .and_then(Node::as_str)
-            .unwrap_or_default();
-        if kind.ends_with("List") {
+        let kind = node.get("kind").and_then(Node::as_str);
+        let api_version = node.get("apiVersion").and_then(Node::as_str);
+        if let Some(item_kind) = kind.and_then(|k| k.strip_suffix("List")) {
             if let Some(Node::Seq(_)) = node.get("items") {
-                return self.list(node, index, at);
+                let implied = (
+                    api_version.unwrap_or_default().to_owned(),
+                    item_kind.to_owned(),
+                );
+                return self.list(node, index, at, &implied);
             }
         }
+        let (api_version, kind) = match (api_version, kind) {
+            (None, None) => implied,
+            (api_version, kind) => (api_version.unwrap_or_default(), kind.unwrap_or_default()),
+        };
         let Some(pointer) = template_pointer(api_version, kind) else {
             return Ok(node); // passes through untouched
         };
-        let object = object_name(&node);
+        let object = object_name(&node, kind);
         let mut value = node.to_json();
         let template =
             template_at(&mut value, pointer).map_err(|problem| InjectError::InvalidTemplate {
@@ -235,7 +247,13 @@ impl Injector<'_> {
         Ok(Node::from_json_ordered(&value, Some(&node)))
     }
 
-    fn list(&mut self, node: Node, index: usize, at: &str) -> Result<Node, InjectError> {
+    fn list(
+        &mut self,
+        node: Node,
+        index: usize,
+        at: &str,
+        implied: &(String, String),
+    ) -> Result<Node, InjectError> {
         let Node::Map(entries) = node else {
             unreachable!("checked by the caller")
         };
@@ -245,7 +263,8 @@ impl Injector<'_> {
                 ("items", Node::Seq(items)) => {
                     let mut injected = Vec::with_capacity(items.len());
                     for (i, item) in items.into_iter().enumerate() {
-                        injected.push(self.document(item, index, &format!("{at}, items[{i}]"))?);
+                        let at = format!("{at}, items[{i}]");
+                        injected.push(self.document(item, index, &at, (&implied.0, &implied.1))?);
                     }
                     Node::Seq(injected)
                 }
@@ -266,8 +285,7 @@ impl Injector<'_> {
 }
 
 /// `Kind/name` for messages (`generateName` when there is no name).
-fn object_name(node: &Node) -> String {
-    let kind = node.get("kind").and_then(Node::as_str).unwrap_or("object");
+fn object_name(node: &Node, kind: &str) -> String {
     let metadata = node.get("metadata");
     let name = metadata
         .and_then(|m| m.get("name"))

@@ -306,3 +306,15 @@ fn non_utf8_input_is_refused() {
     assert_eq!(e.to_string(), "the input is not UTF-8 text");
     assert!(out.is_empty());
 }
+
+#[test]
+fn typed_list_items_take_their_kind_from_the_list() {
+    let input = "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n- metadata:\n    name: web\n  spec:\n    template:\n      spec:\n        containers:\n        - name: app\n          image: app\n";
+    let (out, warnings, summary) = inject::inject_str(input, &config()).unwrap();
+    assert_eq!(summary.injected(), 1, "{warnings:?}");
+    assert_eq!(warnings, ["Deployment/web: injected (app)"]);
+    assert!(
+        !out.contains("kind: Deployment\n"),
+        "the item's kind is not written"
+    );
+}
