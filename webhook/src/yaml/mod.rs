@@ -369,6 +369,46 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_and_alias_bombs_are_refused_not_crashed_on() {
+        let deep_block: String = (0..5_000)
+            .map(|i| format!("{}- \n", "  ".repeat(i)))
+            .collect();
+        let err = parse(&deep_block).unwrap_err();
+        assert!(
+            err.to_string().contains("nested deeper than 200 levels"),
+            "{err}"
+        );
+        let nested_150: String = (0..150)
+            .map(|i| format!("{}- \n", "  ".repeat(i)))
+            .collect();
+        assert!(
+            parse(&nested_150).is_ok(),
+            "a negative control: 150 levels are fine"
+        );
+        let deep_flow = format!("a: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep_flow).is_err());
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in b'b'..=b'i' {
+            let prev = char::from(level - 1);
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            bomb.push_str(&format!(
+                "{}: &{} [{refs}]\n",
+                char::from(level),
+                char::from(level)
+            ));
+        }
+        let err = parse(&bomb).unwrap_err();
+        assert!(
+            err.to_string().contains("aliases expand to more than"),
+            "{err}"
+        );
+        // A negative control: a few aliases are fine.
+        assert!(parse("a: &a [x]\nb: [*a, *a]\n").is_ok());
+        let deep_json = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&format!("{{\"a\": {deep_json}}}")).is_err());
+    }
+
+    #[test]
     fn json_streams_keep_order_and_refuse_duplicates() {
         let stream =
             parse("{\"kind\": \"Pod\", \"apiVersion\": \"v1\"}\n{\"a\": [1, 2.5, \"on\"]}")

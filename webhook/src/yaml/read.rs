@@ -16,6 +16,8 @@ pub(super) fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
         events: Parser::new_from_str(text),
         anchors: HashMap::new(),
         document: 0,
+        depth: 0,
+        expanded: 0,
     };
     let mut documents = Vec::new();
     loop {
@@ -26,6 +28,7 @@ pub(super) fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
             Event::DocumentStart(_) => {
                 reader.document += 1;
                 reader.anchors.clear();
+                reader.expanded = 0;
                 let (event, span) = reader.next()?;
                 documents.push(reader.node(event, span)?);
             }
@@ -52,10 +55,20 @@ pub(super) fn parse_json(text: &str) -> Result<Vec<Node>, ParseError> {
     Ok(documents)
 }
 
+/// Deeper nesting than any manifest has is refused, so the recursive reader cannot overflow.
+const MAX_DEPTH: usize = 200;
+/// Aliases may copy at most this many nodes per document: a "billion laughs" document is
+/// refused instead of exhausting memory (go-yaml refuses them too).
+const MAX_ALIASED_NODES: usize = 1_000_000;
+
 struct Reader<'a> {
     events: Parser<'a, StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     document: usize,
+    depth: usize,
+    /// Nodes copied by aliases so far in this document.
+    expanded: usize,
 }
 
 /// One entry of a mapping being read: a key and value, or the mappings a `<<` key merges in.
@@ -86,6 +99,19 @@ impl<'a> Reader<'a> {
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, ParseError> {
+        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) {
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                let message = format!("nested deeper than {MAX_DEPTH} levels");
+                return Err(self.error(Some(span), message));
+            }
+        }
+        let node = self.node_inner(event, span);
+        self.depth = self.depth.saturating_sub(1);
+        node
+    }
+
+    fn node_inner(&mut self, event: Event<'a>, span: Span) -> Result<Node, ParseError> {
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
                 (self.scalar(&text, style, tag.as_deref(), span)?, anchor)
@@ -103,16 +129,20 @@ impl<'a> Reader<'a> {
             }
             Event::MappingStart(anchor, _) => (self.mapping()?, anchor),
             Event::Alias(id) => {
-                return self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| self.error(Some(span), "alias to an unknown anchor".into()))
+                let Some((node, size)) = self.anchors.get(&id) else {
+                    return Err(self.error(Some(span), "alias to an unknown anchor".into()));
+                };
+                self.expanded += size;
+                if self.expanded > MAX_ALIASED_NODES {
+                    let message = format!("aliases expand to more than {MAX_ALIASED_NODES} nodes");
+                    return Err(self.error(Some(span), message));
+                }
+                return Ok(node.clone());
             }
             other => return Err(self.error(Some(span), format!("unexpected {other:?}"))),
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size(&node)));
         }
         Ok(node)
     }
@@ -257,4 +287,13 @@ fn float_number(f: f64) -> Option<Number> {
         return Some(Number::from(f as i64));
     }
     Number::from_f64(f)
+}
+
+/// How many nodes a node holds, itself included.
+fn size(node: &Node) -> usize {
+    1 + match node {
+        Node::Seq(items) => items.iter().map(size).sum(),
+        Node::Map(entries) => entries.iter().map(|(_, v)| size(v)).sum(),
+        _ => 0,
+    }
 }
