@@ -44,10 +44,9 @@ bench-webhook:
 
 bench: bench-agent bench-webhook
 
-## demo: the whole story on a real local cluster (coming with the ship-it issue)
-demo:
-	@echo "make demo is coming: it will bring up the local node, deploy k8s-deputy and show a graceful Pod deletion."
-	@echo "Today: 'make test' runs the agent's tests; 'make bench-agent' prints its figures."
+## demo: the whole story on a real local cluster: deploy, inject, delete, graceful in ~1 s
+demo: deps
+	@scripts/demo.sh
 
 ## e2e-*: the real single-node Kubernetes harness (tests/e2e)
 e2e-up:
