@@ -318,3 +318,19 @@ fn typed_list_items_take_their_kind_from_the_list() {
         "the item's kind is not written"
     );
 }
+
+mod arbitrary_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text either injects or gives an error; nothing panics, and output (when there is
+        /// some) reads back.
+        #[test]
+        fn arbitrary_text_never_panics(text in "([a-z]{1,3}|[:\\-\\[\\]{},&*!|>'\"#?%@` \\n\\t~.0-9]|kind: Pod\\n|spec:\\n  containers:\\n  - name: a\\n|apiVersion: v1\\n|---\\n){0,40}") {
+            if let Ok((out, _, _)) = inject::inject_str(&text, &config()) {
+                prop_assert!(yaml::parse(&out).is_ok(), "{}", out);
+            }
+        }
+    }
+}
