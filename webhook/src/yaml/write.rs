@@ -47,7 +47,18 @@ fn write_map(entries: &[(String, Node)], indent: usize, inline_first: bool, out:
         if !(inline_first && i == 0) {
             pad(indent, out);
         }
-        write_inline_string(key, out);
+        let mut key_text = String::new();
+        write_inline_string(key, &mut key_text);
+        // YAML readers refuse implicit keys over 1024 characters: make such a key explicit.
+        let explicit = key_text.chars().count() > 1000;
+        if explicit {
+            out.push_str("? ");
+            out.push_str(&key_text);
+            out.push('\n');
+            pad(indent, out);
+        } else {
+            out.push_str(&key_text);
+        }
         out.push(':');
         match value {
             Node::Map(entries) if !entries.is_empty() => {
@@ -57,7 +68,12 @@ fn write_map(entries: &[(String, Node)], indent: usize, inline_first: bool, out:
             // kubectl's layout: a sequence's dashes line up with its key.
             Node::Seq(items) if !items.is_empty() => {
                 out.push('\n');
-                write_seq(items, indent, false, out);
+                write_seq(
+                    items,
+                    if explicit { indent + 2 } else { indent },
+                    false,
+                    out,
+                );
             }
             scalar => {
                 out.push(' ');
@@ -258,6 +274,27 @@ mod tests {
         for (value, want) in cases {
             assert_eq!(yaml(Node::String(value.into())), want, "{value:?}");
         }
+    }
+
+    #[test]
+    fn keys_over_1024_characters_are_written_explicitly() {
+        let long = "k".repeat(2000);
+        let value = Node::Map(vec![
+            (long.clone(), Node::String("v".into())),
+            (format!("{long}2"), Node::Seq(vec![Node::Bool(true)])),
+            (
+                format!("{long}3"),
+                Node::Map(vec![("a".into(), Node::Null)]),
+            ),
+        ]);
+        let doc = Node::Map(vec![
+            ("seq".into(), Node::Seq(vec![value.clone()])),
+            ("map".into(), value),
+        ]);
+        let mut out = String::new();
+        write_yaml(std::slice::from_ref(&doc), &mut out);
+        assert!(out.contains(&format!("- ? {long}\n  : v\n")), "{out}");
+        assert_eq!(super::super::parse(&out).unwrap().documents, [doc]);
     }
 
     #[test]

@@ -65,7 +65,7 @@ STRINGS = ["on", "yes", "NO", "off", "y", "Y", "n", "12:30", "190:20:30", "2024-
            "back\\slash", "ünïcödé", "emoji 🚀", "{a}", "[b]", "a,b", "*alias", "&anchor", "!tag",
            "%dir", "@at", "`bt", "|pipe", ">fold", "---", "...", "?", ":", "a:", "a\u0000b",
            "a\r\nb", "x\u2028y", "\ufeffbom", "1.2.3", "1:2", "3d", "10m", "100Mi", "v1.2", " ",
-           "  \n", "line\n  indented\n", "trailing space \nx"]
+           "  \n", "line\n  indented\n", "trailing space \nx", "k" * 2000, "on" * 600]
 PLAIN = ["0x", "0o17", "0O17", "0b101", "0B101", "1_000", "-_1", "08", "09.5", "1e5", "1E5",
          "+.5", ".5", "1.", "12:30", "190:20:30", "2024-01-01", "2024-1-1", "y", "Yes", "ON", "oN",
          "~", "null", "NULL", "Null", "nULL", "9223372036854775807", "9223372036854775808",
@@ -84,7 +84,8 @@ def quoted(s):
 stress = os.path.join(TMP, "stress.in.yaml")
 with open(stress, "w", encoding="utf-8") as f:
     f.write("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stress\ndata:\n")
-    f.writelines(f"  {quoted(s)}: {quoted(s)}\n" for s in STRINGS)
+    # Explicit keys: readers refuse implicit ones over 1024 characters.
+    f.writelines(f"  ? {quoted(s)}\n  : {quoted(s)}\n" for s in STRINGS)
     f.write("list:\n" + "".join(f"- {quoted(s)}\n" for s in STRINGS))
 plain = os.path.join(TMP, "plain.in.yaml")
 with open(plain, "w") as f:
