@@ -17,11 +17,14 @@ K=$(dirname "$KUBECONFIG")/kubectl
 log "building the static release binaries"
 cargo build --release -p deputy-agent --all-features --examples >&2
 cargo build --release -p deputy-webhook >&2
-bin=target/x86_64-unknown-linux-gnu/release
+bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/agent" "$work/webhook" "$work/demo/bin" "$work/demo/app"
+mkdir -p "$work/agent" "$work/webhook" "$work/demo/bin" "$work/demo/app" "$work/demo/run" "$work/demo/var"
+# Like Debian-based images: /var/run is a symlink to /run (the e2e suite mounts the IPC directory
+# at /run and checks that the service-account token under /var/run/secrets stays readable).
+ln -s ../run "$work/demo/var/run"
 install -m 0755 "$bin/deputy-agent" "$work/agent/deputy-agent"
 install -m 0755 "$bin/deputy-webhook" "$work/webhook/deputy-webhook"
 busybox=$(command -v busybox)
@@ -55,5 +58,16 @@ ca=$(base64 -w0 <"$tls/ca.crt")
 	{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
 "$K" -n deputy-system rollout restart deployment/deputy-webhook >&2
 "$K" -n deputy-system rollout status deployment/deputy-webhook --timeout=120s >&2
+# Ready replicas are not enough: the API server must reach them through the Service with the new
+# caBundle. A Pod-level opt-in, created with a server-side dry run, must come back mutated.
+log "waiting until a probe Pod (server-side dry run) comes back mutated"
+for ((i = 0; ; i++)); do
+	status=$("$K" -n default run deputy-probe --image=localhost/deputy-demo:e2e --image-pull-policy=Never \
+		--labels=k8s-deputy.io/inject=true --restart=Never --dry-run=server \
+		-o jsonpath='{.metadata.annotations.k8s-deputy\.io/status}' 2>/dev/null || true)
+	[[ $status == injected:* ]] && break
+	((i < 120)) || { log "a probe Pod is still not mutated after 60 s"; exit 1; }
+	sleep 0.5
+done
 log "k8s-deputy is running; label a namespace with k8s-deputy.io/inject=enabled to try it"
 echo "$kubeconfig_line"

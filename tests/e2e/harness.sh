@@ -4,7 +4,8 @@
 #   harness.sh up       build or reuse the binaries, start the node, wait until it is Ready;
 #                       the last line printed is `export KUBECONFIG=<path>`
 #   harness.sh down     delete every Pod, stop everything `up` started, restore the host
-#   harness.sh test     run the e2e suite against the running node (bringing one up if none runs)
+#   harness.sh test     run the e2e suite against the running node (bringing one up if none runs),
+#                       after deploying k8s-deputy onto it (scripts/e2e-deploy.sh, idempotent)
 #   harness.sh status   say whether a node runs
 #   harness.sh build    only build or reuse the binaries and images
 #   harness.sh image NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]
@@ -26,7 +27,9 @@ IMG_CACHE=$CACHE_DIR/images
 STATE=${E2E_STATE_DIR:-/var/lib/k8s-deputy-e2e}
 LAST_LOGS=$CACHE_DIR/last-run-logs
 # The suite's cargo target directory is a cache too: a fresh clone (as CI makes) then compiles
-# only this crate, not its dependencies.
+# only this crate, not its dependencies. (The project's own build, which scripts/e2e-deploy.sh
+# runs, keeps the caller's.)
+CALLER_CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE_DIR/e2e-target}
 
 # Network: a /30 between host and node, the Pod bridge, and the Service range.
@@ -826,7 +829,7 @@ cmd_test() {
 		printf '%s\n' "$missing" >&2
 		log "SKIPPING the e2e suite: the node cannot run on this machine (see above)"
 		command -v cargo >/dev/null || die "missing: cargo, so not even the skipping tests can run"
-		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node)
+		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test deputy)
 		return 0
 	fi
 	[[ -z ${missing:-} ]] || printf '%s\n' "$missing" >&2
@@ -838,8 +841,31 @@ cmd_test() {
 		[[ -n $kc ]] || die "up did not print a KUBECONFIG"
 	fi
 	test_images
+	deploy_deputy
 	log "running the e2e suite against $kc"
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output)
+	# tests/node.rs proves the node; tests/deputy.rs proves k8s-deputy on it. Both run, whatever
+	# the first says; the `deletion:` lines (measured Pod deletion times) are repeated at the end.
+	local out rc=0
+	out=$(mktemp)
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output) || rc=$?
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) 2>&1 |
+		tee "$out" || rc=$?
+	log "Pod deletion times measured by tests/deputy.rs:"
+	grep '^deletion' "$out" | sort >&2 || true
+	rm -f "$out"
+	return "$rc"
+}
+
+# deploy_deputy: builds and imports k8s-deputy's images and deploys manifests/overlays/local
+# (idempotent: re-running converges, rolls the webhook and waits until a dry-run Pod is mutated).
+deploy_deputy() {
+	log "deploying k8s-deputy (scripts/e2e-deploy.sh)"
+	local deploy=$E2E_DIR/../../scripts/e2e-deploy.sh
+	if [[ -n $CALLER_CARGO_TARGET_DIR ]]; then
+		CARGO_TARGET_DIR=$CALLER_CARGO_TARGET_DIR "$deploy" >/dev/null
+	else
+		env -u CARGO_TARGET_DIR "$deploy" >/dev/null
+	fi
 }
 
 # test_images: the suite's own tool image (webhook server, socket binder) from its static binary.

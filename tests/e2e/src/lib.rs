@@ -5,6 +5,8 @@
 //! Without it a test skips loudly, unless `E2E_REQUIRED` is set (as `harness.sh test` and CI
 //! do), in which case it fails.
 
+pub mod deputy;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
