@@ -404,6 +404,31 @@ fn an_expired_new_pair_is_refused_and_the_old_one_kept() {
 }
 
 #[test]
+fn files_rewritten_in_place_are_reloaded_once_the_pair_matches() {
+    // Not a Secret volume: plain files rewritten one after the other (cert, then key), as some
+    // tools do. In between, the pair does not match and is refused; then the new pair is taken.
+    let ca = Ca::new();
+    let dir = TempDir::new("plain");
+    let (cert, key) = (dir.0.join("server.pem"), dir.0.join("server-key.pem"));
+    let first = ca.leaf("first");
+    std::fs::write(&cert, &first.cert_pem).unwrap();
+    std::fs::write(&key, &first.key_pem).unwrap();
+    let server = Server::start_with_files(&ca, &cert, &key, &[]);
+    server.wait_ready();
+    assert_eq!(server.presented_cert(), first.der);
+
+    let second = ca.leaf("second");
+    std::fs::write(&cert, &second.cert_pem).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400)); // a slow writer
+    std::fs::write(&key, &second.key_pem).unwrap();
+    let taken = poll(Duration::from_secs(10), || {
+        (server.presented_cert() == second.der).then_some(())
+    });
+    assert!(taken.is_some(), "the rewritten pair is served");
+    assert_eq!(server.post(&pod_review("after-rewrite")).0, 200);
+}
+
+#[test]
 fn not_ready_until_a_valid_certificate_is_loaded() {
     let ca = Ca::new();
     let mut certs = SecretVolume::new(&ca.expired_leaf("expired"));

@@ -183,13 +183,18 @@ pub const AGENT_IMAGE: &str = "registry.example/deputy-agent:test";
 impl Server {
     /// Starts the server on loopback ports chosen by the kernel, and waits until it listens.
     pub fn start(ca: &Ca, certs: &SecretVolume, extra: &[&str]) -> Self {
+        Self::start_with_files(ca, &certs.cert(), &certs.key(), extra)
+    }
+
+    /// Starts the server with certificate files anywhere.
+    pub fn start_with_files(ca: &Ca, cert: &Path, key: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_deputy-webhook"))
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--tls-cert")
-            .arg(certs.cert())
+            .arg(cert)
             .arg("--tls-key")
-            .arg(certs.key())
+            .arg(key)
             .args(["--agent-image", AGENT_IMAGE])
             .args(extra)
             // No cluster, no kubeconfig: `serve` must not look for one.
