@@ -515,6 +515,17 @@ fn sigterm_turns_readiness_false_lets_in_flight_requests_finish_and_exits_within
         .as_bytes(),
     );
     write_all(&mut tls, &body[..body.len() / 2]);
+    // And one that will never finish its body: it must not hold the exit past the deadline.
+    let mut stuck = tls_connect(server.addr, &ca.der);
+    write_all(
+        &mut stuck,
+        format!(
+            "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    write_all(&mut stuck, &body[..10]);
 
     let signalled = Instant::now();
     server.sigterm();
