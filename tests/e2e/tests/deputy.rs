@@ -204,15 +204,22 @@ async fn assert_graceful(
         "{name}: gone after {:?}, not far inside its {GRACE:?} grace period",
         g.deletion.gone_after
     );
-    let relay_to_callback = seconds_between(g.lines[asks].at, g.lines[ran].at);
+    // A timeline from the kubelet's log timestamps (same host clock as ours).
     let delete_to_relay = seconds_between(g.deletion.deleted_at, g.lines[asks].at);
+    let relay_to_callback = seconds_between(g.lines[asks].at, g.lines[ran].at);
+    let callback_to_reported = seconds_between(g.lines[ran].at, g.lines[done].at);
+    let reported_to_gone = g.deletion.gone_after.as_secs_f64()
+        - seconds_between(g.deletion.deleted_at, g.lines[done].at);
     eprintln!(
         "deletion: {name} with k8s-deputy: gone {:.3} s after the DELETE (grace {} s), exit 0; \
-         DELETE -> relay {:.3} s, relay -> callback {:.1} ms",
+         DELETE -> relay asks {:.3} s, -> callback logged {:.1} ms, -> relay sees exit 0 {:.1} ms, \
+         -> Pod gone {:.3} s",
         g.deletion.gone_after.as_secs_f64(),
         GRACE.as_secs(),
         delete_to_relay,
-        relay_to_callback * 1e3
+        relay_to_callback * 1e3,
+        callback_to_reported * 1e3,
+        reported_to_gone,
     );
 }
 
@@ -288,6 +295,11 @@ async fn julia_protocol_app_wrapped_by_deputy_agent_run_runs_its_callback_in_the
     wait_for_log(&pods, "julia-app", "julia-like: registered pid=").await;
 
     let g = delete_following_log(&pods, "julia-app", MINUTE).await;
+    assert!(
+        line_index(&g.lines, "relayed terminate to registered descendant").is_some(),
+        "deputy-agent run relayed the request to the app's socket:\n{}",
+        show(&g.lines)
+    );
     assert_graceful(
         &node,
         &ns,
@@ -389,6 +401,12 @@ async fn shell_app_under_deputy_is_gone_long_before_the_same_app_without_it() {
     let (g, p) = tokio::join!(
         delete_following_log(&pods, "shell-app", MINUTE),
         delete_following_log(&plain_pods, "shell-plain", MINUTE),
+    );
+    assert!(
+        line_index(&g.lines, "terminate request from PID").is_some()
+            && line_index(&g.lines, "sending SIGTERM to the app").is_some(),
+        "deputy-agent run turned the relay into the app's SIGTERM (the kubelet's comes later):\n{}",
+        show(&g.lines)
     );
     assert_graceful(&node, &ns, "shell-app", "shell-app: clean exit", &g).await;
     let plain_log = show(&p.lines);
