@@ -549,3 +549,54 @@ fn sigterm_turns_readiness_false_lets_in_flight_requests_finish_and_exits_within
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn http2_requests_multiplexed_on_one_connection_are_answered_like_the_api_server_expects() {
+    // The API server's webhook client speaks HTTP/2 when ALPN offers it.
+    let (ca, _certs, server) = started();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut config = (*client_config(&ca.der)).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (client, connection) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut pending = Vec::new();
+        for i in 0..5 {
+            let mut client = client.clone().ready().await.unwrap();
+            let uid = format!("h2-{i}");
+            let request = http02::Request::post("https://localhost/mutate")
+                .header("content-type", "application/json")
+                .body(())
+                .unwrap();
+            let (response, mut stream) = client.send_request(request, false).unwrap();
+            stream
+                .send_data(bytes::Bytes::from(pod_review(&uid)), true)
+                .unwrap();
+            pending.push((uid, response));
+        }
+        for (uid, response) in pending {
+            let response = response.await.unwrap();
+            assert_eq!(response.status(), 200);
+            let mut body = response.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            let review: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(review["response"]["uid"], uid.as_str());
+            assert_eq!(review["response"]["patchType"], "JSONPatch");
+        }
+    });
+}
