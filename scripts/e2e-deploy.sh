@@ -36,27 +36,56 @@ tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$work/agent" '["/de
 tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$work/webhook" '["/deputy-webhook"]' >&2
 tests/e2e/harness.sh image localhost/deputy-demo:e2e 65532 "$work/demo" '["/app/deputy-app"]' >&2
 
-log "making a CA and the serving certificate for deputy-webhook.deputy-system.svc"
+# Idempotent, and gentle with a node in use: the serving certificate is kept while it is valid
+# for another week and signed by the CA in the caBundle, and the webhook rolls only when its
+# binary or its certificate changed (so Pods created meanwhile by others are not admitted unmutated).
 tls=$work/tls
 mkdir -p "$tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=k8s-deputy e2e CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=deputy-webhook" \
-	-keyout "$tls/tls.key" -out "$tls/tls.csr" 2>/dev/null
-printf 'subjectAltName=DNS:deputy-webhook.deputy-system.svc,DNS:deputy-webhook.deputy-system.svc.cluster.local\n' >"$tls/san"
-openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
-	-days 30 -extfile "$tls/san" -out "$tls/tls.crt" 2>/dev/null
+"$K" apply -f manifests/base/namespace.yaml >&2
+"$K" -n deputy-system get secret deputy-webhook-tls -o jsonpath='{.data.tls\.crt}' 2>/dev/null |
+	base64 -d >"$tls/old.crt" 2>/dev/null || true
+"$K" get mutatingwebhookconfiguration deputy-webhook \
+	-o jsonpath='{.webhooks[0].clientConfig.caBundle}{"\n"}{.webhooks[1].clientConfig.caBundle}{"\n"}' 2>/dev/null >"$tls/bundles" || true
+first_bundle=$(head -n 1 "$tls/bundles")
+if [[ -s $tls/old.crt && -n $first_bundle ]] && [[ $(sort -u "$tls/bundles" | wc -l) == 1 ]] &&
+	base64 -d <<<"$first_bundle" >"$tls/old-ca.crt" 2>/dev/null &&
+	openssl verify -CAfile "$tls/old-ca.crt" "$tls/old.crt" >/dev/null 2>&1 &&
+	openssl x509 -in "$tls/old.crt" -noout -checkend $((7 * 24 * 3600)) >/dev/null; then
+	log "keeping the serving certificate (valid, signed by the caBundle's CA)"
+	cp "$tls/old.crt" "$tls/tls.crt"
+	fresh_cert=false
+else
+	log "making a CA and the serving certificate for deputy-webhook.deputy-system.svc"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+		-subj "/CN=k8s-deputy e2e CA" -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=deputy-webhook" \
+		-keyout "$tls/tls.key" -out "$tls/tls.csr" 2>/dev/null
+	printf 'subjectAltName=DNS:deputy-webhook.deputy-system.svc,DNS:deputy-webhook.deputy-system.svc.cluster.local\n' >"$tls/san"
+	openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+		-days 30 -extfile "$tls/san" -out "$tls/tls.crt" 2>/dev/null
+	"$K" -n deputy-system create secret tls deputy-webhook-tls --cert="$tls/tls.crt" --key="$tls/tls.key" \
+		--dry-run=client -o yaml | "$K" apply -f - >&2
+	fresh_cert=true
+fi
 
 log "deploying manifests/overlays/local"
-"$K" apply -f manifests/base/namespace.yaml >&2
-"$K" -n deputy-system create secret tls deputy-webhook-tls --cert="$tls/tls.crt" --key="$tls/tls.key" \
-	--dry-run=client -o yaml | "$K" apply -f - >&2
 "$K" apply -k manifests/overlays/local >&2
-ca=$(base64 -w0 <"$tls/ca.crt")
-"$K" patch mutatingwebhookconfiguration deputy-webhook --type=json -p "[
-	{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"},
-	{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
-"$K" -n deputy-system rollout restart deployment/deputy-webhook >&2
+if $fresh_cert; then
+	ca=$(base64 -w0 <"$tls/ca.crt")
+	"$K" patch mutatingwebhookconfiguration deputy-webhook --type=json -p "[
+		{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"},
+		{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
+fi
+# The image keeps its tag (:e2e), so a new binary or certificate rolls the Pods through an
+# annotation on the template: unchanged, nothing restarts.
+revision=$(cat "$work/webhook/deputy-webhook" "$tls/tls.crt" | sha256sum | cut -c1-16)
+current=$("$K" -n deputy-system get deployment deputy-webhook \
+	-o jsonpath='{.spec.template.metadata.annotations.k8s-deputy\.io/e2e-revision}')
+if [[ $current != "$revision" ]]; then
+	log "rolling the webhook (binary or certificate changed)"
+	"$K" -n deputy-system patch deployment deputy-webhook --type=merge \
+		-p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"k8s-deputy.io/e2e-revision\":\"$revision\"}}}}}" >&2
+fi
 "$K" -n deputy-system rollout status deployment/deputy-webhook --timeout=120s >&2
 # Ready replicas are not enough: the API server must reach them through the Service with the new
 # caBundle. A Pod-level opt-in, created with a server-side dry run, must come back mutated.
