@@ -237,6 +237,23 @@ async fn rust_library_app_is_injected_registers_and_shuts_down_through_its_callb
     )
     .await;
     assert_injected(&stored, "/deputy/ipc");
+    // Scenario 4's negative control: the namespace does enforce `restricted` (Pod Security is
+    // checked after mutation, so the injected Pod above passed it with our init container).
+    let mut lax = demo_pod(DemoPod::new("lax", &["/app/deputy-app"]));
+    lax.spec.as_mut().unwrap().containers[0]
+        .security_context
+        .as_mut()
+        .unwrap()
+        .allow_privilege_escalation = None;
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let refused = pods.create(&dry_run, &lax).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("violates PodSecurity \"restricted")),
+        "a Pod that may escalate privileges is refused: {refused:?}"
+    );
     wait_running(&pods, "rust-app", MINUTE)
         .await
         .expect("the injected Pod runs (restricted PSS, read-only root filesystem)");
