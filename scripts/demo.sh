@@ -3,7 +3,7 @@
 # k8s-deputy (make e2e-deploy), labels a namespace, starts three apps that cannot handle SIGTERM
 # well on their own, deletes them, and shows that each shut down through its own callback in about
 # a second instead of waiting out its grace period; then the same shell app without k8s-deputy for
-# contrast. Tears the node down at the end unless DEMO_KEEP=1.
+# contrast. Tears the node down at the end unless KEEP=1.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -14,8 +14,8 @@ eval "$(scripts/e2e-deploy.sh | tail -n 1)"
 K=$(dirname "$KUBECONFIG")/kubectl
 cleanup() {
 	"$K" delete namespace deputy-demo deputy-demo-plain --ignore-not-found --wait=false >/dev/null 2>&1 || true
-	if [[ ${DEMO_KEEP:-0} != 1 ]]; then
-		say "tearing the node down (DEMO_KEEP=1 keeps it)"
+	if [[ ${KEEP:-0} != 1 ]]; then
+		say "tearing the node down (KEEP=1 keeps it)"
 		tests/e2e/harness.sh down
 	else
 		say "the node stays up: export KUBECONFIG=$KUBECONFIG"
