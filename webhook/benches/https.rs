@@ -13,11 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// The same allocator as the `deputy-webhook` binary, for the floor (this process) to be the same
-/// stack.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The floor server runs in a child process of this benchmark, chosen by this variable.
 const FLOOR_ENV: &str = "DEPUTY_BENCH_FLOOR";
 const CONCURRENCY: usize = 4;
