@@ -278,7 +278,9 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
         .with_context(|| format!("--log {filter:?} is not a valid filter"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in a file or a container log.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
