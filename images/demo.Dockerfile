@@ -5,6 +5,8 @@
 FROM scratch
 COPY --from=busybox:stable-musl /bin/busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
+# Like Debian-based images: /var/run is a symlink to /run.
+RUN ["/bin/busybox", "sh", "-c", "mkdir -p /run /var && ln -s ../run /var/run"]
 COPY target/x86_64-unknown-linux-gnu/release/examples/deputy-app /app/deputy-app
 COPY target/x86_64-unknown-linux-gnu/release/examples/julia-like /app/julia-like
 COPY images/demo/shell-app.sh /app/shell-app.sh
