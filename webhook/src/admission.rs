@@ -1,6 +1,6 @@
 //! `admission.k8s.io/v1` AdmissionReview in, AdmissionReview out. Parses the raw JSON (typed
-//! structs would drop fields they do not know), runs the engine, checks the patch applies, and
-//! fails open: anything that goes wrong after the request is understood answers `allowed: true`
+//! structs would drop fields they do not know), runs the engine (whose every operation is applied
+//! to the request's object as it is built, so the patch is known to apply), and fails open: anything that goes wrong after the request is understood answers `allowed: true`
 //! without a patch and with a warning. Only a body that is not a review is an error (HTTP 400).
 
 use base64::Engine;
@@ -68,7 +68,7 @@ pub enum BadReview {
 
 /// Answers one AdmissionReview body.
 pub fn review(body: &[u8], config: &InjectionConfig) -> Result<(Value, ReviewOutcome), BadReview> {
-    let review: Value =
+    let mut review: Value =
         serde_json::from_slice(body).map_err(|e| BadReview::NotJson(e.to_string()))?;
     let api_version = review["apiVersion"].as_str().unwrap_or_default();
     if !review.is_object() || !review["request"].is_object() {
@@ -105,37 +105,33 @@ pub fn review(body: &[u8], config: &InjectionConfig) -> Result<(Value, ReviewOut
     let mut response = json!({"uid": uid, "allowed": true});
     let is_pod = request["kind"]["kind"] == "Pod" || request["resource"]["resource"] == "pods";
     let mut warnings: Vec<String> = Vec::new();
-    if !is_pod || !object.is_object() {
+    if !is_pod || !request["object"].is_object() {
         warnings
             .push("k8s-deputy: the request is not a Pod with an object; admitted unchanged".into());
     } else {
+        let operation = request["operation"].as_str().unwrap_or_default().to_owned();
         let ctx = PodContext {
             namespace: (!namespace.is_empty()).then_some(namespace.as_str()),
-            operation: request["operation"].as_str().unwrap_or_default(),
+            operation: &operation,
         };
-        let mutation = mutate::mutate_pod(object, &ctx, config);
+        // The review is ours: hand its object to the engine instead of copying it.
+        let object = review["request"]["object"].take();
+        let mutation = mutate::mutate_pod_owned(object, &ctx, config);
         warnings.extend(mutation.warnings);
         match mutation.outcome {
             Outcome::Skipped(reason) => outcome.result = ReviewResult::Skipped(reason),
-            Outcome::Injected { .. } => {
-                let mut check = object.clone();
-                match json_patch::patch(&mut check, &mutation.patch) {
-                    Ok(()) => match serde_json::to_vec(&mutation.patch) {
-                        Ok(patch) => {
-                            response["patchType"] = json!("JSONPatch");
-                            response["patch"] =
-                                json!(base64::engine::general_purpose::STANDARD.encode(patch));
-                            outcome.result = ReviewResult::Injected;
-                        }
-                        Err(err) => warnings.push(format!(
-                            "k8s-deputy: internal error ({err}); admitted unchanged"
-                        )),
-                    },
-                    Err(err) => warnings.push(format!(
-                        "k8s-deputy: internal error: the patch does not apply ({err}); admitted unchanged"
-                    )),
+            Outcome::Failed => {}
+            Outcome::Injected { .. } => match serde_json::to_vec(&mutation.patch) {
+                Ok(patch) => {
+                    response["patchType"] = json!("JSONPatch");
+                    response["patch"] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(patch));
+                    outcome.result = ReviewResult::Injected;
                 }
-            }
+                Err(err) => warnings.push(format!(
+                    "k8s-deputy: internal error ({err}); admitted unchanged"
+                )),
+            },
         }
     }
     outcome.warnings = warnings.len();

@@ -229,6 +229,11 @@ impl Injector<'_> {
                     .push(format!("{object}: not injected ({reason})"));
                 Outcome::Skipped(reason)
             }
+            Outcome::Failed => {
+                self.warnings
+                    .push(format!("{object}: not injected (internal error)"));
+                Outcome::Failed
+            }
             Outcome::Injected { containers } => {
                 let mut patched = template.clone();
                 if let Err(e) = json_patch::patch(&mut patched, &mutation.patch) {

@@ -39,6 +39,7 @@ fn run_case(input: &Path) -> Value {
             assert!(mutation.patch.0.is_empty(), "a skipped Pod gets no patch");
             json!({"skipped": reason.as_str()})
         }
+        Outcome::Failed => panic!("internal error: {:?}", mutation.warnings),
     };
     // Idempotent: the result of one pass is left alone by the next.
     let again = mutate_pod(&mutated, &ctx, &config);

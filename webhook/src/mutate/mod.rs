@@ -109,12 +109,15 @@ pub enum Outcome {
     },
     /// Left alone, with no patch.
     Skipped(SkipReason),
+    /// The patch could not be built (a bug); left alone, with a warning.
+    Failed,
 }
 
 /// The engine's answer.
 #[derive(Debug, Clone)]
 pub struct Mutation {
-    /// Empty unless injected.
+    /// Empty unless injected. Known to apply to the input: every operation was applied as it
+    /// was built.
     pub patch: json_patch::Patch,
     /// Sentences for the user (admission `warnings`, `inject`'s stderr).
     pub warnings: Vec<String>,
@@ -132,22 +135,79 @@ impl Mutation {
     }
 }
 
+/// A patch that could not be built (a bug): the caller fails open.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("internal error: the patch does not apply ({0})")]
+pub struct PatchBug(pub String);
+
 /// Mutates a Pod (or a pod template: anything shaped `{metadata, spec}`).
 pub fn mutate_pod(pod: &Value, ctx: &PodContext<'_>, config: &InjectionConfig) -> Mutation {
+    match plan_pod(pod, ctx, config) {
+        Ok(planned) => build(PatchBuilder::new(pod), planned, config).unwrap_or_else(bug_mutation),
+        Err(skipped) => skipped,
+    }
+}
+
+/// [`mutate_pod`] on a document the caller owns, which is consumed (no copy of a large Pod).
+pub fn mutate_pod_owned(pod: Value, ctx: &PodContext<'_>, config: &InjectionConfig) -> Mutation {
+    match plan_pod(&pod, ctx, config) {
+        Ok(planned) => {
+            build(PatchBuilder::from_owned(pod), planned, config).unwrap_or_else(bug_mutation)
+        }
+        Err(skipped) => skipped,
+    }
+}
+
+fn bug_mutation(bug: PatchBug) -> Mutation {
+    Mutation {
+        patch: json_patch::Patch(Vec::new()),
+        warnings: vec![format!("k8s-deputy: {bug}; admitted unchanged")],
+        outcome: Outcome::Failed,
+    }
+}
+
+struct Planned {
+    plans: Vec<containers::Plan>,
+    warnings: Vec<String>,
+    install: Value,
+}
+
+/// Decides everything from the input alone: skip, or what each container gets.
+fn plan_pod(
+    pod: &Value,
+    ctx: &PodContext<'_>,
+    config: &InjectionConfig,
+) -> Result<Planned, Mutation> {
     if let Err((reason, warning)) = skip::check(pod, ctx, config) {
-        return Mutation::skipped(reason, warning.into_iter().collect());
+        return Err(Mutation::skipped(reason, warning.into_iter().collect()));
     }
     let mut warnings = Vec::new();
     let plans = containers::plan(pod, config, &mut warnings);
     if plans.is_empty() {
         warnings
             .push("k8s-deputy: no container can take the preStop relay; Pod left unchanged".into());
-        return Mutation::skipped(SkipReason::NoEligibleContainer, warnings);
+        return Err(Mutation::skipped(SkipReason::NoEligibleContainer, warnings));
     }
+    Ok(Planned {
+        plans,
+        warnings,
+        install: install_container(pod, config),
+    })
+}
 
-    let mut b = PatchBuilder::new(pod);
+/// Carries the plan out as patch operations on the evolving document.
+fn build(
+    mut b: PatchBuilder,
+    planned: Planned,
+    config: &InjectionConfig,
+) -> Result<Mutation, PatchBug> {
+    let Planned {
+        plans,
+        warnings,
+        install,
+    } = planned;
     add_volumes(&mut b, config);
-    b.insert_first(&["spec", "initContainers"], install_container(pod, config));
+    b.insert_first(&["spec", "initContainers"], install);
     let mut changed = Vec::new();
     for plan in &plans {
         containers::apply(&mut b, plan, config);
@@ -159,13 +219,13 @@ pub fn mutate_pod(pod: &Value, ctx: &PodContext<'_>, config: &InjectionConfig) -
         &["metadata", "annotations", keys::STATUS],
         Value::String(format!("{STATUS_INJECTED}:{}", changed.join(","))),
     );
-    Mutation {
-        patch: b.into_patch(),
+    Ok(Mutation {
+        patch: b.into_patch().map_err(PatchBug)?,
         warnings,
         outcome: Outcome::Injected {
             containers: changed,
         },
-    }
+    })
 }
 
 fn add_volumes(b: &mut PatchBuilder, config: &InjectionConfig) {

@@ -11,6 +11,7 @@ use serde_json::Value;
 pub struct PatchBuilder {
     doc: Value,
     ops: Vec<PatchOperation>,
+    failure: Option<String>,
 }
 
 /// A path as tokens (unescaped); `pointer` escapes them.
@@ -30,11 +31,17 @@ pub fn get<'v>(doc: &'v Value, path: Path<'_>) -> Option<&'v Value> {
 }
 
 impl PatchBuilder {
-    /// Starts from the request's document.
+    /// Starts from a copy of the request's document.
     pub fn new(doc: &Value) -> Self {
+        Self::from_owned(doc.clone())
+    }
+
+    /// Starts from the request's document itself (no copy: the admission path owns it).
+    pub fn from_owned(doc: Value) -> Self {
         Self {
-            doc: doc.clone(),
+            doc,
             ops: Vec::new(),
+            failure: None,
         }
     }
 
@@ -43,16 +50,25 @@ impl PatchBuilder {
         &self.doc
     }
 
-    /// The operations so far.
-    pub fn into_patch(self) -> Patch {
-        Patch(self.ops)
+    /// The operations, or why one of them did not apply.
+    pub fn into_patch(self) -> Result<Patch, String> {
+        match self.failure {
+            None => Ok(Patch(self.ops)),
+            Some(why) => Err(why),
+        }
     }
 
+    /// Every operation is applied to the document as it is recorded, so the patch is known to
+    /// apply to the request before anyone answers with it. One that does not (a bug) makes the
+    /// whole patch unusable: the caller fails open.
     fn apply(&mut self, op: PatchOperation) {
-        // Operations are built from the evolving document, so they always apply; a failure here
-        // is a bug that admission.rs turns into fail-open via its own final check.
-        if json_patch::patch(&mut self.doc, std::slice::from_ref(&op)).is_ok() {
-            self.ops.push(op);
+        if self.failure.is_some() {
+            return;
+        }
+        // No undo log: after a failure the document is never used again.
+        match json_patch::patch_unsafe(&mut self.doc, std::slice::from_ref(&op)) {
+            Ok(()) => self.ops.push(op),
+            Err(err) => self.failure = Some(err.to_string()),
         }
     }
 
@@ -109,6 +125,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn an_operation_that_does_not_apply_spoils_the_whole_patch() {
+        let mut b = PatchBuilder::new(&json!({"spec": {}}));
+        b.add(&["spec", "a"], json!(1));
+        b.add(&["missing", "parent"], json!(2));
+        b.add(&["spec", "b"], json!(3));
+        assert!(b.into_patch().is_err());
+    }
+
+    #[test]
     fn missing_parents_are_created_once_and_tokens_are_escaped() {
         let doc = json!({"metadata": {}});
         let mut b = PatchBuilder::new(&doc);
@@ -121,7 +146,7 @@ mod tests {
         b.push(&["spec_list"], json!(1));
         b.push(&["spec_list"], json!(2));
         let out = b.doc().clone();
-        let patch = serde_json::to_value(b.into_patch()).unwrap();
+        let patch = serde_json::to_value(b.into_patch().unwrap()).unwrap();
         assert_eq!(
             patch,
             json!([
