@@ -46,13 +46,19 @@ mkdir -p "$tls"
 	base64 -d >"$tls/old.crt" 2>/dev/null || true
 "$K" get mutatingwebhookconfiguration deputy-webhook \
 	-o jsonpath='{.webhooks[0].clientConfig.caBundle}{"\n"}{.webhooks[1].clientConfig.caBundle}{"\n"}' 2>/dev/null >"$tls/bundles" || true
+# The CA (certificate and key) is kept in the Secret deputy-webhook-ca, so that the e2e suite can
+# sign a new serving certificate with the same CA (tests/deputy_ops.rs rotates it under load).
+"$K" -n deputy-system get secret deputy-webhook-ca -o jsonpath='{.data.tls\.crt}' 2>/dev/null |
+	base64 -d >"$tls/kept-ca.crt" 2>/dev/null || true
 first_bundle=$(head -n 1 "$tls/bundles")
 if [[ -s $tls/old.crt && -n $first_bundle ]] && [[ $(sort -u "$tls/bundles" | wc -l) == 1 ]] &&
 	base64 -d <<<"$first_bundle" >"$tls/old-ca.crt" 2>/dev/null &&
+	cmp -s "$tls/old-ca.crt" "$tls/kept-ca.crt" &&
 	openssl verify -CAfile "$tls/old-ca.crt" "$tls/old.crt" >/dev/null 2>&1 &&
 	openssl x509 -in "$tls/old.crt" -noout -checkend $((7 * 24 * 3600)) >/dev/null; then
-	log "keeping the serving certificate (valid, signed by the caBundle's CA)"
+	log "keeping the serving certificate (valid, signed by the caBundle's CA, which deputy-webhook-ca holds)"
 	cp "$tls/old.crt" "$tls/tls.crt"
+	cp "$tls/old-ca.crt" "$tls/ca.crt"
 	fresh_cert=false
 else
 	log "making a CA and the serving certificate for deputy-webhook.deputy-system.svc"
@@ -63,6 +69,8 @@ else
 	printf 'subjectAltName=DNS:deputy-webhook.deputy-system.svc,DNS:deputy-webhook.deputy-system.svc.cluster.local\n' >"$tls/san"
 	openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
 		-days 30 -extfile "$tls/san" -out "$tls/tls.crt" 2>/dev/null
+	"$K" -n deputy-system create secret tls deputy-webhook-ca --cert="$tls/ca.crt" --key="$tls/ca.key" \
+		--dry-run=client -o yaml | "$K" apply -f - >&2
 	"$K" -n deputy-system create secret tls deputy-webhook-tls --cert="$tls/tls.crt" --key="$tls/tls.key" \
 		--dry-run=client -o yaml | "$K" apply -f - >&2
 	fresh_cert=true
@@ -76,13 +84,15 @@ if $fresh_cert; then
 		{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"},
 		{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
 fi
-# The image keeps its tag (:e2e), so a new binary or certificate rolls the Pods through an
-# annotation on the template: unchanged, nothing restarts.
-revision=$(cat "$work/webhook/deputy-webhook" "$tls/tls.crt" | sha256sum | cut -c1-16)
+# The image keeps its tag (:e2e), so a new binary or CA rolls the Pods through an annotation on
+# the template: unchanged, nothing restarts. A new serving certificate from the same CA needs no
+# roll: the webhook reloads the Secret it has mounted (kubelet refreshes it within about a minute)
+# and the caBundle trusts both the old and the new one meanwhile.
+revision=$(cat "$work/webhook/deputy-webhook" "$tls/ca.crt" | sha256sum | cut -c1-16)
 current=$("$K" -n deputy-system get deployment deputy-webhook \
 	-o jsonpath='{.spec.template.metadata.annotations.k8s-deputy\.io/e2e-revision}')
 if [[ $current != "$revision" ]]; then
-	log "rolling the webhook (binary or certificate changed)"
+	log "rolling the webhook (binary or CA changed)"
 	"$K" -n deputy-system patch deployment deputy-webhook --type=merge \
 		-p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"k8s-deputy.io/e2e-revision\":\"$revision\"}}}}}" >&2
 fi

@@ -829,7 +829,7 @@ cmd_test() {
 		printf '%s\n' "$missing" >&2
 		log "SKIPPING the e2e suite: the node cannot run on this machine (see above)"
 		command -v cargo >/dev/null || die "missing: cargo, so not even the skipping tests can run"
-		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test deputy)
+		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test deputy --test deputy_ops)
 		return 0
 	fi
 	[[ -z ${missing:-} ]] || printf '%s\n' "$missing" >&2
@@ -843,15 +843,22 @@ cmd_test() {
 	test_images
 	deploy_deputy
 	log "running the e2e suite against $kc"
-	# tests/node.rs proves the node; tests/deputy.rs proves k8s-deputy on it. Both run, whatever
-	# the first says; the `deletion:` lines (measured Pod deletion times) are repeated at the end.
+	# tests/node.rs proves the node; tests/deputy.rs proves k8s-deputy on it; tests/deputy_ops.rs
+	# its operation (skips, reinvocation, outage, certificate rotation, rolling update, benchmark).
+	# All run, whatever the first says; the measured figures (`deletion:`, `rotation:`, `rollout:`,
+	# `bench:` lines) are repeated at the end.
 	local out rc=0
 	out=$(mktemp)
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output) || rc=$?
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) 2>&1 |
 		tee "$out" || rc=$?
+	# The tests that take the webhook down or rotate its certificate lock out the others themselves.
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy_ops -- --test-threads=4 --show-output) 2>&1 |
+		tee -a "$out" || rc=$?
 	log "Pod deletion times measured by tests/deputy.rs:"
 	grep '^deletion' "$out" | sort >&2 || true
+	log "figures measured by tests/deputy_ops.rs:"
+	grep -E '^(outage|rotation|rollout|reinvocation|bench):' "$out" >&2 || true
 	rm -f "$out"
 	return "$rc"
 }

@@ -6,6 +6,7 @@
 //! do), in which case it fails.
 
 pub mod deputy;
+pub mod metrics;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

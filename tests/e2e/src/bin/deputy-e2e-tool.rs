@@ -2,8 +2,11 @@
 //!
 //! It is what the e2e tests run in Pods where busybox cannot do the job:
 //!
-//! * `webhook --cert FILE --key FILE [--port N]`: an HTTPS mutating admission webhook on
-//!   `POST /mutate` that adds the annotation `e2e.k8s-deputy.io/mutated: <its hostname>`;
+//! * `webhook --cert FILE --key FILE [--port N] [--add-container NAME=IMAGE]`: an HTTPS mutating
+//!   admission webhook on `POST /mutate` that adds the annotation
+//!   `e2e.k8s-deputy.io/mutated: <its hostname>` and, with `--add-container`, appends a container
+//!   NAME running `sleep 3600` in IMAGE unless the Pod already has one of that name (idempotent,
+//!   as a webhook with `reinvocationPolicy: IfNeeded` must be);
 //! * `bind-unix PATH`: binds a UNIX socket at PATH and answers `pong` to every connection;
 //! * `connect-unix PATH`: connects to PATH and prints what it reads;
 //! * `write-file PATH`: tries to create PATH and says whether it could;
@@ -31,7 +34,8 @@ fn main() -> ExitCode {
         Some("cat") if args.len() == 2 => cat(&args[1]),
         _ => {
             eprintln!(
-                "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] | bind-unix PATH \
+                "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] \
+                 [--add-container NAME=IMAGE] | bind-unix PATH \
                  | connect-unix PATH | write-file PATH | cat PATH"
             );
             return ExitCode::from(2);
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
 
 fn webhook(args: &[String]) -> Result<()> {
     let (mut cert, mut key, mut port) = (None, None, 8443u16);
+    let mut add: Option<(String, String)> = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -55,6 +60,12 @@ fn webhook(args: &[String]) -> Result<()> {
             "--cert" => cert = Some(value.clone()),
             "--key" => key = Some(value.clone()),
             "--port" => port = value.parse().context("--port must be a number")?,
+            "--add-container" => {
+                let (name, image) = value
+                    .split_once('=')
+                    .context("--add-container takes NAME=IMAGE")?;
+                add = Some((name.to_owned(), image.to_owned()));
+            }
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -71,7 +82,7 @@ fn webhook(args: &[String]) -> Result<()> {
     for mut request in server.incoming_requests() {
         let mut body = String::new();
         let reply = match request.as_reader().read_to_string(&mut body) {
-            Ok(_) if request.url().starts_with("/mutate") => review(&body, &host),
+            Ok(_) if request.url().starts_with("/mutate") => review(&body, &host, add.as_ref()),
             Ok(_) => Err(anyhow::anyhow!("no handler for {}", request.url())),
             Err(e) => Err(e.into()),
         };
@@ -91,28 +102,60 @@ fn webhook(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Answers an AdmissionReview: allowed, with a JSON Patch that adds [`ANNOTATION`].
-fn review(body: &str, host: &str) -> Result<String> {
+/// Answers an AdmissionReview: allowed, with a JSON Patch that adds [`ANNOTATION`] and, when
+/// asked, the container `add` (name, image) if the Pod has none of that name.
+fn review(body: &str, host: &str, add: Option<&(String, String)>) -> Result<String> {
     let review: serde_json::Value = serde_json::from_str(body).context("body is not JSON")?;
     let request = &review["request"];
     let uid = request["uid"]
         .as_str()
         .context("AdmissionReview has no request.uid")?;
     let has_annotations = request["object"]["metadata"]["annotations"].is_object();
-    let patch = if has_annotations {
+    let mut patch = if has_annotations {
         let escaped = ANNOTATION.replace('~', "~0").replace('/', "~1");
         serde_json::json!([{"op": "add", "path": format!("/metadata/annotations/{escaped}"), "value": host}])
     } else {
         serde_json::json!([{"op": "add", "path": "/metadata/annotations", "value": {ANNOTATION: host}}])
     };
+    let containers = request["object"]["spec"]["containers"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let mut added = false;
+    if let Some((name, image)) = add {
+        if !names.contains(&name.as_str()) {
+            added = true;
+            patch
+                .as_array_mut()
+                .expect("a patch is an array")
+                .push(serde_json::json!({
+                    "op": "add", "path": "/spec/containers/-",
+                    "value": {
+                        "name": name, "image": image, "imagePullPolicy": "Never",
+                        "command": ["sleep", "3600"],
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "capabilities": {"drop": ["ALL"]},
+                            "runAsNonRoot": true,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                    },
+                }));
+        }
+    }
     println!(
-        "mutating {} {}/{} (uid {uid})",
+        "mutating {} {}/{} (uid {uid}) containers={} added={added}",
         request["kind"]["kind"].as_str().unwrap_or("?"),
         request["namespace"].as_str().unwrap_or(""),
         request["object"]["metadata"]["name"]
             .as_str()
             .or(request["object"]["metadata"]["generateName"].as_str())
             .unwrap_or("?"),
+        names.join(","),
     );
     let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
     Ok(serde_json::json!({

@@ -1,0 +1,1225 @@
+//! k8s-deputy in operation on a real node (issue 5, scenarios 5–9): skips explained to the
+//! client, a second mutating webhook with reinvocation, the webhook down (fail open), its serving
+//! certificate rotated under load, a Deployment's rolling update; and a latency benchmark.
+//!
+//! Needs the stack `scripts/e2e-deploy.sh` deploys (`make e2e-test` runs it first). Each test
+//! works in namespaces of its own. The tests that take the webhook down, rotate its certificate
+//! or measure it hold [`WEBHOOK`] for writing; the others hold it for reading, so none of them
+//! sees the outage. Figures are printed as `rotation:`, `rollout:` and `bench:` lines, which
+//! `harness.sh test` repeats at the end.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use deputy_e2e::deputy::{
+    annotation, demo_pod, line_index, require_deputy, show, termination_events, DemoPod,
+    LogFollower, INJECTED_RESTRICTED, INJECT_LABEL, STATUS_ANNOTATION,
+};
+use deputy_e2e::metrics::{self, Histogram};
+use deputy_e2e::{pod, poll, unique, wait_running, Node, TestNamespace, BUSYBOX, TOOL};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use tokio::sync::RwLock;
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// Where k8s-deputy runs (`manifests/`).
+const SYSTEM_NS: &str = "deputy-system";
+/// Its Deployment and Service.
+const WEBHOOK_NAME: &str = "deputy-webhook";
+/// The label selecting its Pods.
+const WEBHOOK_SELECTOR: &str = "app.kubernetes.io/name=deputy-webhook";
+/// Its metrics port.
+const METRICS_PORT: u16 = 8080;
+/// The two entries of its MutatingWebhookConfiguration.
+const ENTRIES: [&str; 2] = ["namespace.inject.k8s-deputy.io", "pod.inject.k8s-deputy.io"];
+/// The relay's first line, written by `deputy-agent terminate` into the app's stdout.
+const RELAY_ASKS: &str = "deputy-agent terminate: asking PID";
+/// The relay's last line: the app exited with status 0 while the hook was still running.
+const RELAY_CLEAN: &str = "reported its app exited with status 0";
+
+/// Held for reading by tests that need the webhook serving as deployed, for writing by those
+/// that take it down, rotate its certificate or measure it.
+static WEBHOOK: RwLock<()> = RwLock::const_new(());
+
+/// Connects to the node, or skips the test loudly (see `Node::from_env`).
+macro_rules! node {
+    ($test:literal) => {
+        match Node::from_env($test).await {
+            Some(node) => node,
+            None => return,
+        }
+    };
+}
+
+fn dry_run() -> PostParams {
+    PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    }
+}
+
+/// An opted-in namespace (with `extra` labels) with the webhook answering for it.
+async fn injected_namespace(node: &Node, prefix: &str, extra: &[(&str, &str)]) -> TestNamespace {
+    let mut labels = INJECTED_RESTRICTED.to_vec();
+    labels.extend_from_slice(extra);
+    let ns = node.namespace(prefix, &labels).await;
+    require_deputy(node, &ns.name)
+        .await
+        .expect("k8s-deputy is deployed and injects Pods in an opted-in namespace");
+    ns
+}
+
+fn is_injected(pod: &Pod) -> bool {
+    annotation(pod, STATUS_ANNOTATION).is_some_and(|s| s.starts_with("injected:"))
+}
+
+fn init_names(pod: &Pod) -> Vec<String> {
+    let spec = pod.spec.as_ref().expect("a Pod has a spec");
+    spec.init_containers
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+fn volume_names(pod: &Pod) -> Vec<String> {
+    let spec = pod.spec.as_ref().expect("a Pod has a spec");
+    spec.volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v.name.clone())
+        .collect()
+}
+
+fn container<'a>(pod: &'a Pod, name: &str) -> &'a Container {
+    let spec = pod.spec.as_ref().expect("a Pod has a spec");
+    spec.containers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("the Pod has a container {name}"))
+}
+
+/// Whether the container got any part of the injection (mounts, env or our preStop).
+fn touched_by_deputy(c: &Container) -> bool {
+    let mounts = c
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|m| m.name.starts_with("deputy-"));
+    let env = c
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.name == "DEPUTY_IPC_DIR");
+    let hook = prestop(c).first().map(String::as_str) == Some("/deputy/bin/deputy-agent");
+    mounts || env || hook
+}
+
+/// The names of the container's mounts of our volumes, sorted.
+fn deputy_mounts(c: &Container) -> Vec<&str> {
+    let mut names: Vec<&str> = c
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.name.as_str())
+        .filter(|n| n.starts_with("deputy-"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn prestop(c: &Container) -> Vec<String> {
+    c.lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|e| e.command.clone())
+        .unwrap_or_default()
+}
+
+/// `kubectl apply` of one manifest (written to a file, as a user would), returning kubectl's
+/// output: admission warnings are on its stderr.
+fn kubectl_apply(
+    node: &Node,
+    namespace: &str,
+    manifest: &serde_json::Value,
+    extra: &[&str],
+) -> deputy_e2e::KubectlOutput {
+    let path = std::env::temp_dir().join(format!("deputy-e2e-{}.json", unique()));
+    std::fs::write(&path, manifest.to_string()).expect("write the manifest");
+    let mut args = vec!["-n", namespace, "apply", "-f", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = node.kubectl(&args).expect("run kubectl");
+    let _ = std::fs::remove_file(&path);
+    out
+}
+
+/// Scenario 5: skips are explained. A container that already has a preStop hook is left alone
+/// and the webhook's warning reaches `kubectl`; the Pod is stored unmutated. Pods that are not
+/// opted in, or opted out by label, are untouched and never warned about.
+#[tokio::test]
+async fn existing_prestop_is_left_untouched_and_kubectl_prints_the_warning() {
+    let node = node!("existing_prestop_is_left_untouched_and_kubectl_prints_the_warning");
+    let _webhook = WEBHOOK.read().await;
+    let ns = injected_namespace(&node, "ops-skip", &[]).await;
+    let plain_ns = node.namespace("ops-skip-plain", &[]).await;
+
+    let with_hook = |name: &str, labels: serde_json::Value| {
+        let mut manifest =
+            serde_json::to_value(demo_pod(DemoPod::new(name, &["/app/deputy-app"]))).unwrap();
+        manifest["apiVersion"] = json!("v1");
+        manifest["kind"] = json!("Pod");
+        manifest["metadata"]["labels"] = labels;
+        manifest["spec"]["containers"][0]["lifecycle"] =
+            json!({"preStop": {"exec": {"command": ["sleep", "1"]}}});
+        manifest
+    };
+    const WARNING: &str =
+        "Warning: k8s-deputy: container \"app\" already has a preStop hook; left unchanged";
+
+    // Namespace-level opt-in, a real create: warned, stored unmutated.
+    let out = kubectl_apply(&node, &ns.name, &with_hook("own-hook", json!({})), &[]);
+    assert!(out.success, "kubectl apply: {}", out.stderr);
+    assert!(
+        out.stderr.contains(WARNING),
+        "kubectl prints the webhook's warning; stderr: {}",
+        out.stderr
+    );
+    eprintln!("skip: kubectl apply printed: {}", out.stderr.trim());
+    let stored = ns.pods().get("own-hook").await.expect("the Pod is stored");
+    assert_eq!(
+        annotation(&stored, STATUS_ANNOTATION),
+        None,
+        "no status annotation"
+    );
+    assert!(
+        init_names(&stored).is_empty(),
+        "no init container: {:?}",
+        init_names(&stored)
+    );
+    assert!(
+        !volume_names(&stored)
+            .iter()
+            .any(|v| v.starts_with("deputy-")),
+        "no volume of ours: {:?}",
+        volume_names(&stored)
+    );
+    let app = container(&stored, "app");
+    assert!(!touched_by_deputy(app), "container untouched: {app:?}");
+    assert_eq!(prestop(app), ["sleep", "1"], "its own hook is kept");
+
+    // Pod-level opt-in in a namespace that does not opt in: the same warning (server-side dry run).
+    let out = kubectl_apply(
+        &node,
+        &plain_ns.name,
+        &with_hook("own-hook-pod-opt-in", json!({INJECT_LABEL: "true"})),
+        &["--dry-run=server", "-o", "json"],
+    );
+    assert!(out.success, "kubectl apply: {}", out.stderr);
+    assert!(out.stderr.contains(WARNING), "stderr: {}", out.stderr);
+    let returned: Pod = serde_json::from_str(&out.stdout).expect("kubectl -o json");
+    assert!(!is_injected(&returned) && init_names(&returned).is_empty());
+
+    // Negative control: the same Pod without its hook is injected, and not warned about.
+    let mut no_hook = with_hook("no-hook", json!({}));
+    no_hook["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("lifecycle");
+    let out = kubectl_apply(
+        &node,
+        &ns.name,
+        &no_hook,
+        &["--dry-run=server", "-o", "json"],
+    );
+    assert!(out.success, "kubectl apply: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("k8s-deputy:"),
+        "stderr: {}",
+        out.stderr
+    );
+    let returned: Pod = serde_json::from_str(&out.stdout).expect("kubectl -o json");
+    assert!(
+        is_injected(&returned),
+        "{:?}",
+        returned.metadata.annotations
+    );
+
+    // Not opted in, and opted out by label: untouched, and nothing said (the API server never
+    // calls the webhook for them).
+    for (namespace, name, labels) in [
+        (&plain_ns.name, "not-opted-in", json!({})),
+        (&ns.name, "opted-out", json!({INJECT_LABEL: "false"})),
+    ] {
+        let mut manifest = no_hook.clone();
+        manifest["metadata"]["name"] = json!(name);
+        manifest["metadata"]["labels"] = labels;
+        let out = kubectl_apply(
+            &node,
+            namespace,
+            &manifest,
+            &["--dry-run=server", "-o", "json"],
+        );
+        assert!(out.success, "kubectl apply {name}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("k8s-deputy:"),
+            "{name}: stderr: {}",
+            out.stderr
+        );
+        let returned: Pod = serde_json::from_str(&out.stdout).expect("kubectl -o json");
+        assert!(
+            !is_injected(&returned) && init_names(&returned).is_empty(),
+            "{name} is untouched: {returned:?}"
+        );
+        assert!(!touched_by_deputy(container(&returned, "app")), "{name}");
+    }
+}
+
+/// A test webhook (the suite's tool image) behind a Service in `ns`, serving a certificate for
+/// the Service's name; returns the CA's PEM for the `caBundle`.
+async fn serve_test_webhook(node: &Node, ns: &TestNamespace, args: &[&str]) -> String {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "deputy-e2e adder CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![format!("e2e-adder.{}.svc", ns.name)])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "adder-tls"}, "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(node.client.clone(), &ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let mut all = vec![
+        "webhook",
+        "--cert",
+        "/tls/tls.crt",
+        "--key",
+        "/tls/tls.key",
+        "--port",
+        "8443",
+    ];
+    all.extend_from_slice(args);
+    let server = pod(json!({
+        "metadata": {"name": "adder", "labels": {"app": "e2e-adder"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "webhook", "image": TOOL, "imagePullPolicy": "Never", "args": all,
+                "ports": [{"containerPort": 8443}],
+                "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]
+            }],
+            "volumes": [{"name": "tls", "secret": {"secretName": "adder-tls"}}]
+        }
+    }));
+    ns.pods()
+        .create(&PostParams::default(), &server)
+        .await
+        .unwrap();
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "e2e-adder"},
+        "spec": {"selector": {"app": "e2e-adder"}, "ports": [{"port": 443, "targetPort": 8443}]}
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(node.client.clone(), &ns.name)
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    wait_running(&ns.pods(), "adder", MINUTE)
+        .await
+        .expect("the test webhook runs");
+    ca.pem()
+}
+
+/// Deletes a cluster-scoped object when dropped, so a failed test leaves no webhook behind.
+struct DeleteOnDrop<'a>(&'a Node, &'static str, String);
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .kubectl(&["delete", self.1, &self.2, "--ignore-not-found"]);
+    }
+}
+
+/// Scenario 6: a second mutating webhook adds a container `added-later`; both webhooks have
+/// `reinvocationPolicy: IfNeeded`. The API server calls configurations in the order of their
+/// names, so the test runs both orders (`a-...` before `deputy-webhook`, `z-...` after it).
+/// Either way there is exactly one `deputy-install` and one set of volumes. When k8s-deputy
+/// runs first, the container added after it is left alone (its reinvocation is skipped: the Pod
+/// is already injected); when the other webhook runs first, k8s-deputy sees `added-later` as an
+/// ordinary entry of `spec.containers` and injects it like any other.
+#[tokio::test]
+async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_either_order() {
+    let node =
+        node!("second_webhook_adding_a_container_never_causes_a_double_injection_in_either_order");
+    let _webhook = WEBHOOK.read().await;
+    let server_ns = node.namespace("ops-adder", &[]).await;
+    let target_label = format!("adder-{}", unique());
+    let ns = injected_namespace(
+        &node,
+        "ops-reinvoke",
+        &[("e2e.k8s-deputy.io/adder", &target_label)],
+    )
+    .await;
+    let add = format!("added-later={BUSYBOX}");
+    let ca = serve_test_webhook(&node, &server_ns, &["--add-container", &add]).await;
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
+    let pods = ns.pods();
+
+    for (prefix, deputy_first) in [("a", false), ("z", true)] {
+        let config_name = format!("{prefix}-e2e-adder-{}", ns.name);
+        assert_eq!(config_name.as_str() > WEBHOOK_NAME, deputy_first);
+        let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
+            "metadata": {"name": config_name},
+            "webhooks": [{
+                "name": "adder.e2e.k8s-deputy.io",
+                "clientConfig": {
+                    "service": {"namespace": server_ns.name, "name": "e2e-adder", "path": "/mutate", "port": 443},
+                    "caBundle": base64::engine::general_purpose::STANDARD.encode(ca.as_bytes()),
+                },
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                "namespaceSelector": {"matchLabels": {"e2e.k8s-deputy.io/adder": target_label}},
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "IfNeeded",
+                "timeoutSeconds": 10
+            }]
+        }))
+        .unwrap();
+        configs
+            .create(&PostParams::default(), &config)
+            .await
+            .unwrap();
+        let _cleanup = DeleteOnDrop(&node, "mutatingwebhookconfiguration", config_name.clone());
+
+        let name = if deputy_first {
+            "deputy-first"
+        } else {
+            "adder-first"
+        };
+        let manifest = demo_pod(DemoPod::new(name, &["/app/deputy-app"]));
+        // failurePolicy Fail: creation fails until the API server reaches the test webhook.
+        let stored = poll(
+            &format!("Pod {name} through both webhooks"),
+            MINUTE,
+            || async { Ok(Some(pods.create(&PostParams::default(), &manifest).await?)) },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+        let containers: Vec<&str> = stored
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            containers,
+            ["app", "added-later"],
+            "{name}: the container was added once"
+        );
+        assert_eq!(
+            init_names(&stored),
+            ["deputy-install"],
+            "{name}: one installer"
+        );
+        let mut volumes = volume_names(&stored);
+        volumes.retain(|v| v.starts_with("deputy-"));
+        volumes.sort();
+        assert_eq!(
+            volumes,
+            ["deputy-agent", "deputy-ipc"],
+            "{name}: one set of volumes"
+        );
+        assert!(
+            touched_by_deputy(container(&stored, "app")),
+            "{name}: app is injected"
+        );
+        assert_eq!(
+            deputy_mounts(container(&stored, "app")),
+            ["deputy-agent", "deputy-ipc"],
+            "{name}: app mounts each volume once"
+        );
+        let added = container(&stored, "added-later");
+        let status = annotation(&stored, STATUS_ANNOTATION)
+            .unwrap_or_default()
+            .to_owned();
+        if deputy_first {
+            assert!(
+                !touched_by_deputy(added),
+                "{name}: added-later is left alone: {added:?}"
+            );
+            assert_eq!(status, "injected:app", "{name}");
+        } else {
+            assert!(
+                touched_by_deputy(added),
+                "{name}: added-later was there first: {added:?}"
+            );
+            assert_eq!(status, "injected:app,added-later", "{name}");
+            assert_eq!(
+                deputy_mounts(added),
+                ["deputy-agent", "deputy-ipc"],
+                "{name}: added-later mounts each volume once"
+            );
+        }
+        let log = node
+            .kubectl_ok(&["-n", &server_ns.name, "logs", "adder"])
+            .unwrap();
+        let calls: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!("mutating Pod {}/{name} ", ns.name)))
+            .collect();
+        assert_eq!(
+            calls.iter().filter(|l| l.ends_with("added=true")).count(),
+            1,
+            "{name}: the test webhook added its container once: {calls:#?}"
+        );
+        eprintln!(
+            "reinvocation: {name}: status {status:?}, the test webhook was called {} time(s): {calls:?}",
+            calls.len()
+        );
+        // The Pod is valid as stored: it runs.
+        wait_running(&pods, name, MINUTE)
+            .await
+            .unwrap_or_else(|e| panic!("{name} runs: {e:#}"));
+    }
+}
+
+/// The webhook's Deployment, restored to 2 ready replicas serving mutations when dropped (also
+/// when the test fails).
+struct RestoreWebhook<'a>(&'a Node);
+
+impl RestoreWebhook<'_> {
+    fn scale(&self, replicas: u32) {
+        self.0
+            .kubectl_ok(&[
+                "-n",
+                SYSTEM_NS,
+                "scale",
+                &format!("deployment/{WEBHOOK_NAME}"),
+                &format!("--replicas={replicas}"),
+            ])
+            .expect("kubectl scale");
+    }
+
+    fn restore(&self) {
+        let _ = self.0.kubectl(&[
+            "-n",
+            SYSTEM_NS,
+            "scale",
+            &format!("deployment/{WEBHOOK_NAME}"),
+            "--replicas=2",
+        ]);
+        let _ = self.0.kubectl(&[
+            "-n",
+            SYSTEM_NS,
+            "rollout",
+            "status",
+            &format!("deployment/{WEBHOOK_NAME}"),
+            "--timeout=120s",
+        ]);
+    }
+}
+
+impl Drop for RestoreWebhook<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.restore();
+        }
+    }
+}
+
+/// The API server's fail-open count for k8s-deputy's two webhook entries.
+async fn fail_open_count(node: &Node) -> f64 {
+    let samples = metrics::api_server(node)
+        .await
+        .expect("the API server's /metrics");
+    ENTRIES
+        .iter()
+        .map(|name| {
+            metrics::sum(
+                &samples,
+                "apiserver_admission_webhook_fail_open_count",
+                &[("name", name)],
+            )
+        })
+        .sum::<f64>()
+        + 0.0 // a sum of nothing is -0.0
+}
+
+/// The names of the webhook's Pods.
+async fn webhook_pods(node: &Node) -> Vec<String> {
+    Api::<Pod>::namespaced(node.client.clone(), SYSTEM_NS)
+        .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
+        .await
+        .expect("list the webhook's Pods")
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect()
+}
+
+/// Scenario 7: the webhook is down (scaled to 0, no ready endpoint, no Pod left): Pods are still
+/// admitted, unmutated (`failurePolicy: Ignore`), and the API server counts each in
+/// `apiserver_admission_webhook_fail_open_count`. Restored afterwards (and on failure).
+#[tokio::test]
+async fn webhook_down_pods_are_admitted_unmutated_and_the_api_server_counts_them_fail_open() {
+    let node =
+        node!("webhook_down_pods_are_admitted_unmutated_and_the_api_server_counts_them_fail_open");
+    let _webhook = WEBHOOK.write().await;
+    let ns = injected_namespace(&node, "ops-down", &[]).await;
+    let pods = ns.pods();
+    let before = fail_open_count(&node).await;
+
+    let guard = RestoreWebhook(&node);
+    guard.scale(0);
+    let slices: Api<EndpointSlice> = Api::namespaced(node.client.clone(), SYSTEM_NS);
+    poll("no webhook endpoint and no webhook Pod", MINUTE, || async {
+        let list = slices
+            .list(
+                &ListParams::default()
+                    .labels(&format!("kubernetes.io/service-name={WEBHOOK_NAME}")),
+            )
+            .await?;
+        let endpoints = list.items.iter().flat_map(|s| s.endpoints.iter()).count();
+        Ok((endpoints == 0 && webhook_pods(&node).await.is_empty()).then_some(()))
+    })
+    .await
+    .expect("the webhook is down");
+
+    const N: usize = 3;
+    for i in 0..N {
+        let name = format!("outage-{i}");
+        let params = if i == 0 {
+            PostParams::default()
+        } else {
+            dry_run()
+        };
+        let started = Instant::now();
+        let stored = pods
+            .create(
+                &params,
+                &demo_pod(DemoPod::new(&name, &["/app/deputy-app"])),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name} is admitted with the webhook down: {e}"));
+        assert!(!is_injected(&stored), "{name}: unmutated");
+        assert!(init_names(&stored).is_empty(), "{name}: unmutated");
+        assert!(
+            !touched_by_deputy(container(&stored, "app")),
+            "{name}: unmutated"
+        );
+        eprintln!(
+            "outage: {name} admitted unmutated in {:?}",
+            started.elapsed()
+        );
+    }
+    let stored = pods.get("outage-0").await.expect("stored");
+    assert!(!is_injected(&stored));
+    let after = fail_open_count(&node).await;
+    assert!(
+        after - before >= N as f64,
+        "apiserver_admission_webhook_fail_open_count rose by {} (from {before} to {after}), expected at least {N}",
+        after - before
+    );
+    eprintln!("outage: apiserver_admission_webhook_fail_open_count {before} -> {after}");
+
+    guard.scale(2);
+    guard.restore();
+    require_deputy(&node, &ns.name)
+        .await
+        .expect("restored: a dry-run Pod comes back mutated");
+    let injected = pods
+        .create(
+            &dry_run(),
+            &demo_pod(DemoPod::new("after", &["/app/deputy-app"])),
+        )
+        .await
+        .expect("create after the restore");
+    assert!(is_injected(&injected), "mutated again after the restore");
+}
+
+/// One webhook Pod's serving-certificate metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TlsState {
+    not_after: f64,
+    loaded: f64,
+    refused: f64,
+}
+
+async fn tls_state(node: &Node, pod: &str) -> anyhow::Result<TlsState> {
+    let samples = metrics::pod(node, SYSTEM_NS, pod, METRICS_PORT).await?;
+    Ok(TlsState {
+        not_after: metrics::sum(&samples, "deputy_tls_certificate_not_after_seconds", &[]),
+        loaded: metrics::sum(
+            &samples,
+            "deputy_tls_reloads_total",
+            &[("result", "loaded")],
+        ),
+        refused: metrics::sum(
+            &samples,
+            "deputy_tls_reloads_total",
+            &[("result", "refused")],
+        ),
+    })
+}
+
+/// What one Pod creation of the rotation load showed.
+#[derive(Debug)]
+struct Created {
+    at: Duration,
+    mutated: Result<bool, String>,
+}
+
+/// Scenario 8: the serving certificate is replaced (a new key and certificate signed by the same
+/// CA) while Pods are being created: every Pod comes back mutated, the API server's fail-open
+/// count does not move, and each webhook Pod loads the new certificate without a restart.
+#[tokio::test]
+async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_open() {
+    let node =
+        node!("serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_open");
+    let _webhook = WEBHOOK.write().await;
+    let ns = injected_namespace(&node, "ops-rotate", &[]).await;
+    let secrets: Api<Secret> = Api::namespaced(node.client.clone(), SYSTEM_NS);
+    let ca = secrets
+        .get_opt("deputy-webhook-ca")
+        .await
+        .expect("get the CA Secret")
+        .expect("the Secret deputy-system/deputy-webhook-ca (scripts/e2e-deploy.sh keeps the CA there; run make e2e-deploy)");
+    let field = |key: &str| {
+        let data = ca
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .unwrap_or_else(|| panic!("deputy-webhook-ca has {key}"));
+        String::from_utf8(data.0.clone()).expect("PEM")
+    };
+    let ca_key = rcgen::KeyPair::from_pem(&field("tls.key")).expect("the CA key");
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&field("tls.crt"), ca_key).expect("the CA certificate");
+
+    // A new serving pair with an expiry that is unique to this run, so the webhook's
+    // deputy_tls_certificate_not_after_seconds says which certificate it serves.
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let not_after = now
+        + time::Duration::days(20)
+        + time::Duration::seconds(i64::from(std::process::id() % 86_400));
+    let mut params = rcgen::CertificateParams::new(vec![
+        format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc"),
+        format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc.cluster.local"),
+    ])
+    .unwrap();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = not_after;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "deputy-webhook");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params
+        .signed_by(&key, &issuer)
+        .expect("sign the new serving certificate");
+    let not_after = not_after.unix_timestamp() as f64;
+
+    let webhook_pods_before = webhook_pods(&node).await;
+    assert_eq!(
+        webhook_pods_before.len(),
+        2,
+        "two webhook replicas: {webhook_pods_before:?}"
+    );
+    let mut before = BTreeMap::new();
+    for p in &webhook_pods_before {
+        let state = tls_state(&node, p).await.expect("the webhook's metrics");
+        assert_ne!(state.not_after, not_after);
+        before.insert(p.clone(), state);
+    }
+    let restarts = |pods: &[Pod]| -> BTreeMap<String, i32> {
+        pods.iter()
+            .map(|p| {
+                let n = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .map_or(0, |c| c.iter().map(|c| c.restart_count).sum());
+                (p.metadata.name.clone().unwrap_or_default(), n)
+            })
+            .collect()
+    };
+    let system_pods: Api<Pod> = Api::namespaced(node.client.clone(), SYSTEM_NS);
+    let restarts_before = restarts(
+        &system_pods
+            .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
+            .await
+            .unwrap()
+            .items,
+    );
+    let fail_open_before = fail_open_count(&node).await;
+
+    // The load: server-side dry-run Pods, one every 250 ms, until told to stop.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load_pods = ns.pods();
+    let start = Instant::now();
+    let load = tokio::spawn(async move {
+        let mut created = Vec::new();
+        let mut i = 0;
+        while !*stop_rx.borrow() {
+            let spec = demo_pod(DemoPod::new(&format!("load-{i}"), &["/app/deputy-app"]));
+            let mutated = match load_pods.create(&dry_run(), &spec).await {
+                Ok(p) => Ok(is_injected(&p)),
+                Err(e) => Err(e.to_string()),
+            };
+            created.push(Created {
+                at: start.elapsed(),
+                mutated,
+            });
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        created
+    });
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let replaced_at = start.elapsed();
+    secrets
+        .patch(
+            "deputy-webhook-tls",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"tls.crt": b64(&cert.pem()), "tls.key": b64(&key.serialize_pem())}})),
+        )
+        .await
+        .expect("replace the serving certificate");
+
+    let mut loaded_at: BTreeMap<String, Duration> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_err = None;
+    while loaded_at.len() < webhook_pods_before.len() && Instant::now() < deadline {
+        for p in &webhook_pods_before {
+            if loaded_at.contains_key(p) {
+                continue;
+            }
+            match tls_state(&node, p).await {
+                Ok(state) if state.not_after == not_after => {
+                    loaded_at.insert(p.clone(), start.elapsed() - replaced_at);
+                }
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A few more Pods once both serve the new certificate, and at least 30 in all.
+    let after_reload = start.elapsed();
+    let end = (after_reload + Duration::from_secs(3)).max(Duration::from_secs(12));
+    tokio::time::sleep(end.saturating_sub(start.elapsed())).await;
+    stop_tx.send(true).unwrap();
+    let created = load.await.expect("the load task");
+    assert_eq!(
+        loaded_at.len(),
+        webhook_pods_before.len(),
+        "every webhook Pod serves the new certificate within 120 s; so far {loaded_at:?}, last error {last_err:?}"
+    );
+
+    let failures: Vec<&Created> = created.iter().filter(|c| c.mutated != Ok(true)).collect();
+    assert!(created.len() >= 30, "{} Pods created", created.len());
+    assert!(
+        failures.is_empty(),
+        "every Pod comes back mutated; {} of {} did not: {failures:?}",
+        failures.len(),
+        created.len()
+    );
+    let fail_open_after = fail_open_count(&node).await;
+    assert_eq!(
+        fail_open_after, fail_open_before,
+        "apiserver_admission_webhook_fail_open_count did not move"
+    );
+    for p in &webhook_pods_before {
+        let state = tls_state(&node, p).await.expect("metrics");
+        let old = before[p];
+        assert!(
+            state.loaded > old.loaded,
+            "{p}: deputy_tls_reloads_total{{result=loaded}} {} -> {}",
+            old.loaded,
+            state.loaded
+        );
+        assert_eq!(state.refused, old.refused, "{p}: no pair refused");
+    }
+    let restarts_after = restarts(
+        &system_pods
+            .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
+            .await
+            .unwrap()
+            .items,
+    );
+    assert_eq!(
+        restarts_after, restarts_before,
+        "the same webhook Pods, not restarted"
+    );
+    let during = created
+        .iter()
+        .filter(|c| c.at >= replaced_at && c.at <= after_reload)
+        .count();
+    eprintln!(
+        "rotation: {} dry-run Pods created ({during} between the Secret update and the last reload), all mutated; \
+         fail_open_count {fail_open_before} -> {fail_open_after}; new certificate loaded after {}",
+        created.len(),
+        loaded_at.iter().map(|(p, t)| format!("{p} {:.1} s", t.as_secs_f64())).collect::<Vec<_>>().join(", ")
+    );
+}
+
+/// Scenario 9: a rolling update of an injected Deployment (2 replicas): the old Pods terminate
+/// through the relay (callback ran, exit 0, no `FailedPreStopHook`), the new ones are injected.
+#[tokio::test]
+async fn rolling_update_terminates_old_pods_gracefully_and_injects_the_new_ones() {
+    let node = node!("rolling_update_terminates_old_pods_gracefully_and_injects_the_new_ones");
+    let _webhook = WEBHOOK.read().await;
+    let ns = injected_namespace(&node, "ops-roll", &[]).await;
+    let pods = ns.pods();
+    let deployments: Api<Deployment> = Api::namespaced(node.client.clone(), &ns.name);
+    let mut template = serde_json::to_value(demo_pod(
+        DemoPod::new("unused", &["/app/deputy-app"]).args(&["--handler-sleep", "100ms"]),
+    ))
+    .unwrap();
+    template["metadata"] = json!({"labels": {"app": "roll"}});
+    template["spec"]["containers"][0]["env"] = json!([{"name": "ROLL", "value": "1"}]);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "roll"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "roll"}}, "template": template}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("create the Deployment");
+
+    let rolled_out = |value: &'static str| {
+        let deployments = deployments.clone();
+        let pods = pods.clone();
+        async move {
+            poll(
+                &format!("the Deployment rolled out with ROLL={value}"),
+                Duration::from_secs(120),
+                || async {
+                    let d = deployments.get("roll").await?;
+                    let s = d.status.clone().unwrap_or_default();
+                    let done = s.observed_generation == d.metadata.generation
+                        && s.updated_replicas == Some(2)
+                        && s.available_replicas == Some(2)
+                        && s.replicas == Some(2);
+                    if !done {
+                        return Ok(None);
+                    }
+                    let list = pods.list(&ListParams::default().labels("app=roll")).await?;
+                    let current: Vec<Pod> = list
+                        .items
+                        .into_iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none())
+                        .filter(|p| {
+                            container(p, "app")
+                                .env
+                                .as_deref()
+                                .unwrap_or_default()
+                                .iter()
+                                .any(|e| e.name == "ROLL" && e.value.as_deref() == Some(value))
+                        })
+                        .collect();
+                    Ok((current.len() == 2).then_some(current))
+                },
+            )
+            .await
+        }
+    };
+    let old = rolled_out("1").await.unwrap_or_else(|e| panic!("{e:#}"));
+    let old_names: Vec<String> = old.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    for p in &old {
+        assert!(
+            is_injected(p),
+            "old Pod injected: {:?}",
+            p.metadata.annotations
+        );
+    }
+    for name in &old_names {
+        poll(&format!("{name} ready"), MINUTE, || async {
+            let logs = pods.logs(name, &Default::default()).await?;
+            Ok(logs.contains("deputy-app: ready").then_some(()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    // Follow the old Pods' logs and watch them until they are gone, then roll.
+    let mut followers = Vec::new();
+    for name in &old_names {
+        followers.push((
+            name.clone(),
+            LogFollower::start(&pods, name)
+                .await
+                .expect("follow the log"),
+        ));
+    }
+    let version = pods
+        .list(&ListParams::default().labels("app=roll"))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .expect("a list has a resourceVersion");
+    let mut events = pods
+        .watch(
+            &WatchParams::default().labels("app=roll").timeout(180),
+            &version,
+        )
+        .await
+        .expect("watch the Pods")
+        .boxed();
+    let watch_names = old_names.clone();
+    let rolled_at = Instant::now();
+    let watcher = tokio::spawn(async move {
+        let mut exits: BTreeMap<String, Option<i32>> = BTreeMap::new();
+        let mut gone: BTreeMap<String, Duration> = BTreeMap::new();
+        while gone.len() < watch_names.len() {
+            let Some(event) = events.try_next().await? else {
+                anyhow::bail!("the watch ended; gone so far: {gone:?}");
+            };
+            let (pod, deleted) = match event {
+                WatchEvent::Modified(p) | WatchEvent::Added(p) => (p, false),
+                WatchEvent::Deleted(p) => (p, true),
+                WatchEvent::Bookmark(_) => continue,
+                WatchEvent::Error(e) => anyhow::bail!("watch error {e:?}"),
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if !watch_names.contains(&name) {
+                continue;
+            }
+            if let Some(t) = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|c| c.name == "app")
+                .and_then(|c| c.state)
+                .and_then(|s| s.terminated)
+            {
+                exits.insert(name.clone(), Some(t.exit_code));
+            }
+            if deleted {
+                gone.insert(name, rolled_at.elapsed());
+            }
+        }
+        Ok((exits, gone))
+    });
+    deployments
+        .patch(
+            "roll",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "app", "env": [{"name": "ROLL", "value": "2"}]}
+            ]}}}})),
+        )
+        .await
+        .expect("change the env var");
+
+    let new = rolled_out("2").await.unwrap_or_else(|e| panic!("{e:#}"));
+    let (exits, gone) = tokio::time::timeout(Duration::from_secs(120), watcher)
+        .await
+        .expect("the old Pods are gone within 120 s")
+        .expect("the watcher")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    for p in &new {
+        let name = p.metadata.name.as_deref().unwrap_or_default();
+        assert!(!old_names.iter().any(|o| o == name));
+        assert_eq!(
+            annotation(p, STATUS_ANNOTATION),
+            Some("injected:app"),
+            "new Pod {name} injected"
+        );
+        assert_eq!(
+            init_names(p).first().map(String::as_str),
+            Some("deputy-install"),
+            "{name}"
+        );
+        assert!(touched_by_deputy(container(p, "app")), "{name}");
+    }
+    for (name, follower) in followers {
+        let lines = follower
+            .finish(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("the log of {name}: {e:#}"));
+        let log = show(&lines);
+        let asks =
+            line_index(&lines, RELAY_ASKS).unwrap_or_else(|| panic!("{name}: no relay:\n{log}"));
+        let ran = line_index(&lines, "deputy-app: shutdown handler ran")
+            .unwrap_or_else(|| panic!("{name}: the handler never ran:\n{log}"));
+        let done = line_index(&lines, RELAY_CLEAN)
+            .unwrap_or_else(|| panic!("{name}: no clean exit:\n{log}"));
+        assert!(
+            asks < ran && ran < done,
+            "{name}: relay, handler, exit 0 in that order:\n{log}"
+        );
+        assert_eq!(
+            exits.get(&name).copied().flatten(),
+            Some(0),
+            "{name}: exit code; log:\n{log}"
+        );
+        let events = termination_events(&node, &ns.name, &name)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(
+            !events.iter().any(|r| r == "FailedPreStopHook"),
+            "{name}: {events:?}"
+        );
+    }
+    eprintln!(
+        "rollout: 2 injected replicas rolled in {:.1} s; old Pods gone after {} (exit 0, handler ran in the preStop); new Pods {:?} injected",
+        rolled_at.elapsed().as_secs_f64(),
+        gone.iter().map(|(p, t)| format!("{p} {:.1} s", t.as_secs_f64())).collect::<Vec<_>>().join(", "),
+        new.iter().filter_map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
+    );
+}
+
+/// The webhook's own latency histogram, summed over its Pods.
+async fn webhook_histogram(node: &Node, pods: &[String]) -> Histogram {
+    let mut total = Histogram::default();
+    for p in pods {
+        let samples = metrics::pod(node, SYSTEM_NS, p, METRICS_PORT)
+            .await
+            .expect("the webhook's metrics");
+        total.add(&Histogram::from_samples(
+            &samples,
+            "deputy_admission_duration_seconds",
+            &[],
+        ));
+    }
+    total
+}
+
+async fn api_server_histogram(node: &Node) -> Histogram {
+    let samples = metrics::api_server(node)
+        .await
+        .expect("the API server's metrics");
+    Histogram::from_samples(
+        &samples,
+        "apiserver_admission_webhook_admission_duration_seconds",
+        &[
+            ("name", ENTRIES[0]),
+            ("type", "admit"),
+            ("operation", "CREATE"),
+        ],
+    )
+}
+
+fn ms(seconds: f64) -> String {
+    if seconds.is_infinite() {
+        "+Inf".into()
+    } else {
+        format!("{:.3} ms", seconds * 1e3)
+    }
+}
+
+/// The benchmark (prints, asserts only that every Pod was mutated): 120 server-side dry-run Pods,
+/// one after the other; the webhook's own latency histogram (sub-millisecond buckets), the API
+/// server's admission-webhook histogram for the same calls (its smallest bucket is 5 ms), and
+/// the client's round trip.
+#[tokio::test]
+async fn benchmark_admission_latency_over_120_pods() {
+    let node = node!("benchmark_admission_latency_over_120_pods");
+    let _webhook = WEBHOOK.write().await;
+    let ns = injected_namespace(&node, "ops-bench", &[]).await;
+    let pods = ns.pods();
+    let replicas = webhook_pods(&node).await;
+    // Warm both replicas' connections first.
+    for i in 0..10 {
+        let spec = demo_pod(DemoPod::new(&format!("warm-{i}"), &["/app/deputy-app"]));
+        pods.create(&dry_run(), &spec).await.expect("warm-up");
+    }
+    let webhook_before = webhook_histogram(&node, &replicas).await;
+    let api_before = api_server_histogram(&node).await;
+    const N: usize = 120;
+    let mut round_trips = Vec::with_capacity(N);
+    for i in 0..N {
+        let spec = demo_pod(DemoPod::new(&format!("bench-{i}"), &["/app/deputy-app"]));
+        let started = Instant::now();
+        let created = pods
+            .create(&dry_run(), &spec)
+            .await
+            .expect("dry-run create");
+        round_trips.push(started.elapsed());
+        assert!(is_injected(&created), "bench-{i} mutated");
+    }
+    let webhook = webhook_histogram(&node, &replicas)
+        .await
+        .since(&webhook_before);
+    let api = api_server_histogram(&node).await.since(&api_before);
+    round_trips.sort();
+    let pct = |q: f64| round_trips[((q * N as f64).ceil() as usize).clamp(1, N) - 1];
+
+    let mut bounds: Vec<f64> = webhook
+        .buckets
+        .iter()
+        .chain(api.buckets.iter())
+        .map(|(le, _)| *le)
+        .collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
+    eprintln!("bench: {N} Pod creations (server-side dry run), one at a time; cumulative counts per bucket");
+    eprintln!("bench: | le | deputy_admission_duration_seconds (webhook) | apiserver_admission_webhook_admission_duration_seconds |");
+    eprintln!("bench: |---:|---:|---:|");
+    let cell = |h: &Histogram, le: f64| h.at(le).map_or("".to_owned(), |n| format!("{n}"));
+    for le in bounds {
+        eprintln!(
+            "bench: | {} | {} | {} |",
+            ms(le),
+            cell(&webhook, le),
+            cell(&api, le)
+        );
+    }
+    eprintln!(
+        "bench: | count / mean | {} / {} | {} / {} |",
+        webhook.count,
+        webhook
+            .mean()
+            .map_or("-".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3)),
+        api.count,
+        api.mean()
+            .map_or("-".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3)),
+    );
+    eprintln!(
+        "bench: | p50 / p99 bucket bound | {} / {} | {} / {} |",
+        webhook.quantile_bound(0.5).map_or("-".into(), ms),
+        webhook.quantile_bound(0.99).map_or("-".into(), ms),
+        api.quantile_bound(0.5).map_or("-".into(), ms),
+        api.quantile_bound(0.99).map_or("-".into(), ms),
+    );
+    eprintln!(
+        "bench: client round trip of the dry-run create: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.5).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        round_trips[N - 1].as_secs_f64() * 1e3
+    );
+}
