@@ -4,37 +4,51 @@
 # manifests/overlays/local with a serving certificate made here. Afterwards:
 #   kubectl label namespace NAME k8s-deputy.io/inject=enabled
 # Prints `export KUBECONFIG=...` last.
+# DEPUTY_CLUSTER=kind (tests/e2e/kind.sh): the cluster is the one $KUBECONFIG names and the images
+# were built with Docker and loaded with `kind load`; only the deployment below runs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 log() { printf '[deploy %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 command -v openssl >/dev/null || { log "installing openssl"; apt-get update -qq >/dev/null; apt-get install -y -qq openssl >/dev/null; }
-kubeconfig_line=$(tests/e2e/harness.sh up | tail -n 1)
-eval "$kubeconfig_line"
+cluster=${DEPUTY_CLUSTER:-local}
+if [[ $cluster == kind ]]; then
+	: "${KUBECONFIG:?DEPUTY_CLUSTER=kind needs KUBECONFIG (tests/e2e/kind.sh sets it)}"
+	kubeconfig_line="export KUBECONFIG=$KUBECONFIG"
+else
+	kubeconfig_line=$(tests/e2e/harness.sh up | tail -n 1)
+	eval "$kubeconfig_line"
+fi
 K=$(dirname "$KUBECONFIG")/kubectl
 
-log "building the static release binaries"
-cargo build --release -p deputy-agent --all-features --examples >&2
-cargo build --release -p deputy-webhook >&2
-bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release
+if [[ $cluster != kind ]]; then
+	log "building the static release binaries"
+	cargo build --release -p deputy-agent --all-features --examples >&2
+	cargo build --release -p deputy-webhook >&2
+	bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/agent" "$work/webhook" "$work/demo/bin" "$work/demo/app" "$work/demo/run" "$work/demo/var"
-# Like Debian-based images: /var/run is a symlink to /run (the e2e suite mounts the IPC directory
-# at /run and checks that the service-account token under /var/run/secrets stays readable).
-ln -s ../run "$work/demo/var/run"
-install -m 0755 "$bin/deputy-agent" "$work/agent/deputy-agent"
-install -m 0755 "$bin/deputy-webhook" "$work/webhook/deputy-webhook"
-busybox=$(command -v busybox)
-install -m 0755 "$busybox" "$work/demo/bin/busybox"
-for applet in sh sleep echo cat ls kill true false date ps; do ln -s busybox "$work/demo/bin/$applet"; done
-install -m 0755 "$bin/examples/deputy-app" "$bin/examples/julia-like" images/demo/shell-app.sh "$work/demo/app/"
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+	mkdir -p "$work/agent" "$work/webhook" "$work/demo/bin" "$work/demo/app" "$work/demo/run" "$work/demo/var"
+	# Like Debian-based images: /var/run is a symlink to /run (the e2e suite mounts the IPC directory
+	# at /run and checks that the service-account token under /var/run/secrets stays readable).
+	ln -s ../run "$work/demo/var/run"
+	install -m 0755 "$bin/deputy-agent" "$work/agent/deputy-agent"
+	install -m 0755 "$bin/deputy-webhook" "$work/webhook/deputy-webhook"
+	busybox=$(command -v busybox)
+	install -m 0755 "$busybox" "$work/demo/bin/busybox"
+	for applet in sh sleep echo cat ls kill true false date ps; do ln -s busybox "$work/demo/bin/$applet"; done
+	install -m 0755 "$bin/examples/deputy-app" "$bin/examples/julia-like" images/demo/shell-app.sh "$work/demo/app/"
 
-tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$work/agent" '["/deputy-agent"]' >&2
-tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$work/webhook" '["/deputy-webhook"]' >&2
-tests/e2e/harness.sh image localhost/deputy-demo:e2e 65532 "$work/demo" '["/app/deputy-app"]' >&2
+	tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$work/agent" '["/deputy-agent"]' >&2
+	tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$work/webhook" '["/deputy-webhook"]' >&2
+	tests/e2e/harness.sh image localhost/deputy-demo:e2e 65532 "$work/demo" '["/app/deputy-app"]' >&2
+else
+	bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+fi
 
 # Idempotent, and gentle with a node in use: the serving certificate is kept while it is valid
 # for another week and signed by the CA in the caBundle, and the webhook rolls only when its
