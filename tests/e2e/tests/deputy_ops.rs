@@ -689,6 +689,48 @@ async fn tls_state(node: &Node, pod: &str) -> anyhow::Result<TlsState> {
     })
 }
 
+/// The serial number of the certificate a webhook Pod serves to a new TLS handshake, verified
+/// against `ca_file` for the Service's name: `openssl s_client` run inside the node's network
+/// namespace (the harness's `k8s-deputy-e2e`, where Pod IPs are reachable), so the API server's
+/// own kept-alive connections do not hide what a new connection gets.
+fn served_serial(pod_ip: &str, ca_file: &std::path::Path) -> anyhow::Result<String> {
+    let script = format!(
+        "nsenter --net=/run/netns/k8s-deputy-e2e openssl s_client -connect {pod_ip}:8443 \
+         -servername {WEBHOOK_NAME}.{SYSTEM_NS}.svc -verify_hostname {WEBHOOK_NAME}.{SYSTEM_NS}.svc \
+         -CAfile {} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        ca_file.display()
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["10", "sh", "-c", &script])
+        .output()?;
+    let serial = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    anyhow::ensure!(
+        out.status.success() && serial.starts_with("serial="),
+        "no verified certificate from {pod_ip}:8443: {serial} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serial)
+}
+
+/// The serial number of a PEM certificate, as `openssl x509 -serial` prints it.
+fn pem_serial(pem: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (scripts/e2e-deploy.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(pem.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// What one Pod creation of the rotation load showed.
 #[derive(Debug)]
 struct Created {
@@ -829,7 +871,16 @@ async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing
                     loaded_at.insert(p.clone(), start.elapsed() - replaced_at);
                 }
                 Ok(_) => {}
-                Err(e) => last_err = Some(e),
+                Err(e) => {
+                    if system_pods.get_opt(p).await.ok().flatten().is_none() {
+                        panic!(
+                            "webhook Pod {p} was replaced during the test: something else rolled \
+                             {SYSTEM_NS}/{WEBHOOK_NAME} (another deploy on this node?), so a reload \
+                             without a restart cannot be observed; rerun"
+                        );
+                    }
+                    last_err = Some(e)
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -870,6 +921,30 @@ async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing
         );
         assert_eq!(state.refused, old.refused, "{p}: no pair refused");
     }
+    // A new TLS handshake with each webhook Pod gets the new certificate, and it verifies
+    // against the CA of the caBundle for the Service's name.
+    let ca_file = std::env::temp_dir().join(format!("deputy-e2e-ca-{}.pem", unique()));
+    std::fs::write(&ca_file, field("tls.crt")).unwrap();
+    let expected_serial = pem_serial(&cert.pem());
+    for p in system_pods
+        .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
+        .await
+        .unwrap()
+        .items
+    {
+        let ip = p
+            .status
+            .and_then(|s| s.pod_ip)
+            .expect("a running Pod has an IP");
+        let served = served_serial(&ip, &ca_file);
+        assert_eq!(
+            served.as_ref().ok(),
+            Some(&expected_serial),
+            "{:?} serves the new certificate: {served:?}",
+            p.metadata.name
+        );
+    }
+    let _ = std::fs::remove_file(&ca_file);
     let restarts_after = restarts(
         &system_pods
             .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
