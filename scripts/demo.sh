@@ -28,7 +28,13 @@ say "a namespace that opts in, enforcing the restricted Pod Security Standard"
 "$K" label namespace deputy-demo --overwrite k8s-deputy.io/inject=enabled pod-security.kubernetes.io/enforce=restricted
 "$K" create namespace deputy-demo-plain --dry-run=client -o yaml | "$K" apply -f - >/dev/null
 
-pod() { # name namespace grace annotations-json command-json args-json
+pod() { # name namespace grace annotations-json command-json args-json [run-emptydir]
+	local run_mount="" run_volume=""
+	if [[ ${7:-} == run-emptydir ]]; then
+		# What K8sDeputy.jl's users add by hand for a read-only root: a writable /run.
+		run_mount="volumeMounts: [{name: run, mountPath: /run}]"
+		run_volume="volumes: [{name: run, emptyDir: {medium: Memory}}]"
+	fi
 	cat <<YAML
 apiVersion: v1
 kind: Pod
@@ -43,6 +49,8 @@ spec:
       command: $5
       args: $6
       securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: ["ALL"]}}
+      $run_mount
+  $run_volume
 YAML
 }
 {
@@ -55,7 +63,7 @@ YAML
 	# For contrast, without k8s-deputy: the K8sDeputy.jl-protocol app as PID 1 (SIGTERM's default
 	# action does nothing to a PID 1), and the shell app under `sh -c "...; ..."` (the shell is PID 1
 	# and forwards nothing). Both wait out their grace period and are SIGKILLed; no callback runs.
-	pod julia-app-without-deputy deputy-demo-plain 10 '{}' '["/app/julia-like"]' '[]'
+	pod julia-app-without-deputy deputy-demo-plain 10 '{}' '["/app/julia-like"]' '[]' run-emptydir
 	echo ---
 	pod shell-app-under-sh-c deputy-demo-plain 10 '{}' '["/bin/sh", "-c", "/app/shell-app.sh; echo done"]' '[]'
 } | "$K" apply -f -
@@ -67,9 +75,28 @@ say "what the webhook added to rust-app (stored by the API server)"
 "$K" -n deputy-demo get pod shell-app -o jsonpath='shell-app command (wrap): {.spec.containers[0].command}{"\n"}'
 
 results=()
+# ms since the delete was issued, for a log line's RFC 3339 timestamp (node and host share a clock).
+since() { awk -v a="$1" -v b="$(date -d "$2" +%s.%N)" 'BEGIN { printf "%+6.0f ms", (b - a) * 1000 }'; }
+
+# The timeline of one deletion, from the container's timestamped log: the relay asks (the preStop
+# runs), the app's own shutdown code runs, the app exits, the Pod is gone.
+timeline() { # start end log
+	local ts line
+	printf '      %s  delete issued\n' "$(since "$1" "@$1")"
+	while read -r ts line; do
+		case $line in
+		*"deputy-agent terminate: asking"*) printf '      %s  preStop: relay asks the app to terminate\n' "$(since "$1" "$ts")" ;;
+		*"shutdown handler started"* | *"got SIGTERM"* | *"callback ran"*) printf '      %s  the app'"'"'s shutdown code runs: %s\n' "$(since "$1" "$ts")" "$line" ;;
+		*"reported its app exited"* | *"clean exit"*) printf '      %s  app exited: %s\n' "$(since "$1" "$ts")" "$line" ;;
+		esac
+	done <"$3"
+	printf '      %s  Pod gone\n' "$(since "$1" "@$2")"
+}
+
 delete_and_time() { # namespace pod
-	local log=$(mktemp) start end
-	"$K" -n "$1" logs -f "$2" -c app >"$log" 2>&1 &
+	local log start end
+	log=$(mktemp)
+	"$K" -n "$1" logs -f --timestamps "$2" -c app >"$log" 2>&1 &
 	local follower=$!
 	start=$(date +%s.%N)
 	"$K" -n "$1" delete pod "$2" --wait=true >/dev/null
@@ -78,8 +105,11 @@ delete_and_time() { # namespace pod
 	local secs failed
 	secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
 	failed=$("$K" -n "$1" get events --field-selector "involvedObject.name=$2,reason=FailedPreStopHook" -o name 2>/dev/null | wc -l)
-	say "deleted $1/$2 in ${secs} s (FailedPreStopHook events: $failed); its log:"
-	sed 's/^/    /' "$log"
+	say "deleted $1/$2 in ${secs} s (FailedPreStopHook events: $failed)"
+	echo "    timeline:"
+	timeline "$start" "$end" "$log"
+	echo "    log:"
+	cut -d' ' -f2- "$log" | sed 's/^/      /'
 	rm -f "$log"
 	results+=("$(printf '| %-43s | %6s s | %s |' "$1/$2" "$secs" "$failed")")
 }
