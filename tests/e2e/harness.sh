@@ -829,7 +829,7 @@ cmd_test() {
 		printf '%s\n' "$missing" >&2
 		log "SKIPPING the e2e suite: the node cannot run on this machine (see above)"
 		command -v cargo >/dev/null || die "missing: cargo, so not even the skipping tests can run"
-		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test deputy --test deputy_ops)
+		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test deputy --test deputy_ops)
 		return 0
 	fi
 	[[ -z ${missing:-} ]] || printf '%s\n' "$missing" >&2
@@ -850,6 +850,7 @@ cmd_test() {
 	local out rc=0
 	out=$(mktemp)
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output) || rc=$?
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test manifests -- --show-output) || rc=$?
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) 2>&1 |
 		tee "$out" || rc=$?
 	# The tests that take the webhook down or rotate its certificate lock out the others themselves.

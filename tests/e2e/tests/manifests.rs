@@ -1,0 +1,134 @@
+//! Every kustomization under `manifests/` renders, and the API server accepts what it renders
+//! (server-side dry run, so nothing is changed): the base and the local overlay whole, the
+//! cert-manager overlay without cert-manager's own kinds (no cert-manager runs on the node; their
+//! rendered fields are checked instead), and the replacements that keep references right when an
+//! overlay renames the namespace and adds a name prefix.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use deputy_e2e::Node;
+
+fn manifests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests")
+}
+
+fn render(node: &Node, dir: &Path) -> String {
+    node.kubectl_ok(&["kustomize", dir.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("kubectl kustomize {}: {e:#}", dir.display()))
+}
+
+/// Server-side dry run of a multi-document YAML through the node's kubectl.
+fn dry_run(node: &Node, yaml: &str) -> String {
+    let mut child = Command::new(node.state_dir.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&node.kubeconfig)
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the API server refused the manifests:\n{}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn without_cert_manager_kinds(yaml: &str) -> String {
+    yaml.split("\n---\n")
+        .filter(|doc| !doc.contains("apiVersion: cert-manager.io/"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[tokio::test]
+async fn every_overlay_renders_and_the_api_server_accepts_it() {
+    let Some(node) = Node::from_env("manifests").await else {
+        return;
+    };
+    // The namespace must exist for a dry run of namespaced objects; harness.sh test deployed it.
+    node.kubectl_ok(&["get", "namespace", "deputy-system"])
+        .expect("deputy-system exists (harness.sh test deploys first)");
+    for dir in ["base", "overlays/local"] {
+        let yaml = render(&node, &manifests().join(dir));
+        let applied = dry_run(&node, &yaml);
+        for object in [
+            "namespace/deputy-system",
+            "serviceaccount/deputy-webhook",
+            "service/deputy-webhook",
+            "deployment.apps/deputy-webhook",
+            "poddisruptionbudget.policy/deputy-webhook",
+            "mutatingwebhookconfiguration.admissionregistration.k8s.io/deputy-webhook",
+        ] {
+            assert!(
+                applied.contains(object),
+                "{dir}: {object} missing in:\n{applied}"
+            );
+        }
+        eprintln!("manifests: {dir} accepted by the API server (server-side dry run)");
+    }
+    let yaml = render(&node, &manifests().join("overlays/cert-manager"));
+    assert!(
+        yaml.contains("cert-manager.io/inject-ca-from: deputy-system/deputy-webhook"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains("- deputy-webhook.deputy-system.svc\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("secretName: deputy-webhook-tls"), "{yaml}");
+    dry_run(&node, &without_cert_manager_kinds(&yaml));
+    eprintln!("manifests: overlays/cert-manager renders, and its Kubernetes objects are accepted");
+}
+
+#[tokio::test]
+async fn a_renamed_namespace_and_prefix_keep_every_reference_right() {
+    let Some(node) = Node::from_env("manifests").await else {
+        return;
+    };
+    // A copy of manifests/ whose cert-manager overlay sets a namespace and a name prefix itself,
+    // as the README tells users to.
+    let copy = std::env::temp_dir().join(format!("deputy-manifests-{}", deputy_e2e::unique()));
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(manifests())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let kustomization = copy.join("overlays/cert-manager/kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    std::fs::write(
+        &kustomization,
+        text.replacen(
+            "resources:",
+            "namespace: other-ns\nnamePrefix: acme-\nresources:",
+            1,
+        ),
+    )
+    .unwrap();
+    let yaml = render(&node, &copy.join("overlays/cert-manager"));
+    let _ = std::fs::remove_dir_all(&copy);
+    for expected in [
+        "cert-manager.io/inject-ca-from: other-ns/acme-deputy-webhook",
+        "- acme-deputy-webhook.other-ns.svc\n",
+        "name: acme-deputy-selfsigned",
+        "      name: acme-deputy-webhook\n      namespace: other-ns\n      path: /mutate",
+    ] {
+        assert!(yaml.contains(expected), "missing {expected:?} in:\n{yaml}");
+    }
+    // Negative control: the unrenamed names are gone from the references.
+    assert!(!yaml.contains("inject-ca-from: deputy-system/"), "{yaml}");
+}
