@@ -11,7 +11,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::InjectionConfig;
-use crate::server::ServeConfig;
+use crate::selfsigned::plan::Settings;
+use crate::selfsigned::TlsSecretConfig;
+use crate::server::{ServeConfig, TlsSource};
 use crate::tls::PairPaths;
 
 /// Mutating admission webhook that gives opted-in Pods graceful termination (k8s-deputy).
@@ -53,7 +55,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve `POST /mutate` over HTTPS, and /healthz, /readyz, /metrics over plain HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Inject manifests offline: read YAML or JSON (Pods, workloads, Lists), write them back
     /// with every pod template mutated; warnings on stderr.
     Inject(InjectArgs),
@@ -85,13 +87,21 @@ struct ServeArgs {
     metrics_listen: SocketAddr,
 
     /// PEM certificate chain, leaf first (e.g. a Secret volume's `tls.crt`). Reloaded when its
-    /// directory changes.
-    #[arg(long, env = "DEPUTY_WEBHOOK_TLS_CERT")]
-    tls_cert: PathBuf,
+    /// directory changes. Give it with --tls-key, or give --tls-secret instead.
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_TLS_CERT",
+        requires = "tls_key",
+        required_unless_present = "tls_secret"
+    )]
+    tls_cert: Option<PathBuf>,
 
     /// PEM private key of the certificate (e.g. `tls.key`).
-    #[arg(long, env = "DEPUTY_WEBHOOK_TLS_KEY")]
-    tls_key: PathBuf,
+    #[arg(long, env = "DEPUTY_WEBHOOK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    #[command(flatten)]
+    tls_secret: TlsSecretArgs,
 
     /// The webhook's own namespace, never injected (set it from the downward API).
     #[arg(long, env = "DEPUTY_WEBHOOK_NAMESPACE")]
@@ -118,6 +128,110 @@ struct ServeArgs {
 
     #[command(flatten)]
     injection: InjectionArgs,
+}
+
+/// `--tls-secret`: the certificate made, rotated and published by the webhook itself.
+#[derive(Debug, clap::Args)]
+struct TlsSecretArgs {
+    /// Secret (in --namespace) that the webhook fills with its own CA and serving pair, rotates,
+    /// and serves from, read through the Kubernetes API (instead of --tls-cert/--tls-key).
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_TLS_SECRET",
+        conflicts_with_all = ["tls_cert", "tls_key"],
+        requires_all = ["webhook_configuration", "service"]
+    )]
+    tls_secret: Option<String>,
+
+    /// With --tls-secret: the MutatingWebhookConfiguration whose entries get the CA bundle.
+    #[arg(long, env = "DEPUTY_WEBHOOK_CONFIGURATION", requires = "tls_secret")]
+    webhook_configuration: Option<String>,
+
+    /// With --tls-secret: the Service in --namespace the API server calls; the certificate is
+    /// for `<service>.<namespace>.svc` (and the shorter and longer forms).
+    #[arg(long, env = "DEPUTY_WEBHOOK_SERVICE", requires = "tls_secret")]
+    service: Option<String>,
+
+    /// With --tls-secret: lifetime of a new CA; a new one joins the bundle when a third is left.
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_CA_VALIDITY",
+        default_value = "365d",
+        value_parser = humantime::parse_duration
+    )]
+    ca_validity: Duration,
+
+    /// With --tls-secret: lifetime of a serving certificate; renewed when a third is left.
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_CERT_VALIDITY",
+        default_value = "30d",
+        value_parser = humantime::parse_duration
+    )]
+    cert_validity: Duration,
+
+    /// With --tls-secret: the least time between the steps of a CA change (new CA trusted →
+    /// certificate from it served → old CA dropped), for the API server and every replica to
+    /// catch up.
+    #[arg(
+        long,
+        env = "DEPUTY_WEBHOOK_ROTATION_OVERLAP",
+        default_value = "30s",
+        value_parser = humantime::parse_duration
+    )]
+    rotation_overlap: Duration,
+}
+
+impl TlsSecretArgs {
+    fn into_config(self, namespace: Option<&str>) -> anyhow::Result<Option<TlsSecretConfig>> {
+        let Self {
+            tls_secret,
+            webhook_configuration,
+            service,
+            ca_validity,
+            cert_validity,
+            rotation_overlap,
+        } = self;
+        let Some(secret) = tls_secret else {
+            return Ok(None);
+        };
+        let namespace =
+            namespace.context("--tls-secret needs --namespace (the Secret's and the Service's)")?;
+        let (Some(webhook_configuration), Some(service)) = (webhook_configuration, service) else {
+            anyhow::bail!("--tls-secret needs --webhook-configuration and --service");
+        };
+        if cert_validity > ca_validity {
+            anyhow::bail!(
+                "--cert-validity ({}) must not exceed --ca-validity ({})",
+                humantime::format_duration(cert_validity),
+                humantime::format_duration(ca_validity)
+            );
+        }
+        if rotation_overlap.is_zero() || rotation_overlap * 6 > cert_validity {
+            anyhow::bail!(
+                "--rotation-overlap ({}) must be more than 0s and at most a sixth of --cert-validity ({})",
+                humantime::format_duration(rotation_overlap),
+                humantime::format_duration(cert_validity)
+            );
+        }
+        let dns_names = vec![
+            format!("{service}.{namespace}.svc"),
+            format!("{service}.{namespace}.svc.cluster.local"),
+            format!("{service}.{namespace}"),
+            service.clone(),
+        ];
+        Ok(Some(TlsSecretConfig {
+            namespace: namespace.to_owned(),
+            secret,
+            webhook_configuration,
+            settings: Settings {
+                ca_validity,
+                leaf_validity: cert_validity,
+                overlap: rotation_overlap,
+                dns_names,
+            },
+        }))
+    }
 }
 
 /// The injection settings shared by `serve` and `inject`.
@@ -169,7 +283,7 @@ impl Args {
         } = self;
         init_logging(log_format, &log).map_err(Invalid)?;
         match command {
-            Command::Serve(args) => crate::server::run(args.into_config().map_err(Invalid)?),
+            Command::Serve(args) => crate::server::run((*args).into_config().map_err(Invalid)?),
             Command::Inject(args) => args.run(),
         }
     }
@@ -182,11 +296,21 @@ impl ServeArgs {
             metrics_listen,
             tls_cert,
             tls_key,
+            tls_secret,
             namespace,
             request_timeout,
             shutdown_timeout,
             injection,
         } = self;
+        let tls = match (
+            tls_secret.into_config(namespace.as_deref())?,
+            tls_cert,
+            tls_key,
+        ) {
+            (Some(secret), _, _) => TlsSource::Secret(secret),
+            (None, Some(cert), Some(key)) => TlsSource::Files(PairPaths { cert, key }),
+            _ => anyhow::bail!("give --tls-cert and --tls-key, or --tls-secret"),
+        };
         let mut injection = injection.into_config()?;
         if namespace.is_some() {
             injection.own_namespace = namespace;
@@ -198,10 +322,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             listen,
             metrics_listen,
-            tls: PairPaths {
-                cert: tls_cert,
-                key: tls_key,
-            },
+            tls,
             injection,
             request_timeout,
             shutdown_timeout,

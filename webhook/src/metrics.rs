@@ -34,6 +34,13 @@ struct ReloadLabels {
     result: &'static str,
 }
 
+/// Labels of `deputy_tls_secret_writes_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SecretWriteLabels {
+    /// Why the Secret was written (`initial`, `ca_renewal`, `leaf_from_new_ca`, ...).
+    reason: &'static str,
+}
+
 /// Labels of `deputy_build_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
@@ -49,6 +56,7 @@ pub struct Metrics {
     warnings: Counter,
     tls_reloads: Family<ReloadLabels, Counter>,
     tls_not_after: Gauge,
+    tls_secret_writes: Family<SecretWriteLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,6 +99,12 @@ impl Metrics {
             "Expiry of the serving certificate, seconds since the epoch (0: none loaded)",
             tls_not_after.clone(),
         );
+        let tls_secret_writes = Family::<SecretWriteLabels, Counter>::default();
+        registry.register(
+            "tls_secret_writes",
+            "Writes of the --tls-secret Secret by this replica, by reason",
+            tls_secret_writes.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -105,6 +119,7 @@ impl Metrics {
             warnings,
             tls_reloads,
             tls_not_after,
+            tls_secret_writes,
         }
     }
 
@@ -128,6 +143,13 @@ impl Metrics {
     pub fn tls_refused(&self) {
         self.tls_reloads
             .get_or_create(&ReloadLabels { result: "refused" })
+            .inc();
+    }
+
+    /// This replica wrote the `--tls-secret` Secret.
+    pub fn tls_secret_written(&self, reason: &'static str) {
+        self.tls_secret_writes
+            .get_or_create(&SecretWriteLabels { reason })
             .inc();
     }
 

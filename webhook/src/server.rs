@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::admission::{self, ReviewResult};
 use crate::config::InjectionConfig;
 use crate::metrics::{AdmissionLabels, Metrics};
+use crate::selfsigned::{self, TlsSecretConfig};
 use crate::tls::{self, CertResolver, PairPaths, Reloader};
 
 /// The largest AdmissionReview body accepted: 4 MiB. etcd stores objects of at most 1.5 MiB by
@@ -41,14 +42,23 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Plain-HTTP address of `/healthz`, `/readyz`, `/metrics`.
     pub metrics_listen: SocketAddr,
-    /// The serving certificate and key files.
-    pub tls: PairPaths,
+    /// Where the serving certificate comes from.
+    pub tls: TlsSource,
     /// What is injected.
     pub injection: InjectionConfig,
     /// Deadline for a client's TLS handshake, its request head, and (separately) its body.
     pub request_timeout: Duration,
     /// After SIGTERM, how long in-flight requests may take before connections are dropped.
     pub shutdown_timeout: Duration,
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, reloaded when they change (a mounted Secret, cert-manager).
+    Files(PairPaths),
+    /// A Secret the webhook fills, rotates and watches through the API ([`crate::selfsigned`]).
+    Secret(TlsSecretConfig),
 }
 
 /// What the handlers share.
@@ -78,7 +88,17 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     } = config;
     let metrics = Arc::new(Metrics::new());
     let resolver = Arc::new(CertResolver::default());
-    let _reloader = Reloader::start(tls, Arc::clone(&resolver), Arc::clone(&metrics))?;
+    let _reloader = match tls {
+        TlsSource::Files(paths) => Some(Reloader::start(
+            paths,
+            Arc::clone(&resolver),
+            Arc::clone(&metrics),
+        )?),
+        TlsSource::Secret(secret) => {
+            selfsigned::start(secret, Arc::clone(&resolver), Arc::clone(&metrics))?;
+            None
+        }
+    };
     let state = web::Data::new(State {
         injection,
         metrics,

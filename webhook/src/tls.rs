@@ -95,6 +95,13 @@ pub struct ServingCert {
     source: (Vec<u8>, Vec<u8>),
 }
 
+impl ServingCert {
+    /// Whether it was made from these PEM bytes.
+    pub fn is_from(&self, cert_pem: &[u8], key_pem: &[u8]) -> bool {
+        self.source.0 == cert_pem && self.source.1 == key_pem
+    }
+}
+
 /// The rustls crypto provider of the whole binary (ring: it builds without cmake).
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -130,11 +137,20 @@ fn read_pair(paths: &PairPaths) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
 }
 
 fn check_pair(
-    (cert_pem, key_pem): (Vec<u8>, Vec<u8>),
+    source: (Vec<u8>, Vec<u8>),
     paths: &PairPaths,
     provider: &CryptoProvider,
 ) -> Result<ServingCert, TlsError> {
-    let (cert_path, key_path) = (paths.cert.as_path(), paths.key.as_path());
+    check_pem(source, (&paths.cert, &paths.key), provider)
+}
+
+/// Checks a PEM certificate chain and key held in memory; `labels` name them in errors (a file,
+/// or a Secret's key).
+pub fn check_pem(
+    (cert_pem, key_pem): (Vec<u8>, Vec<u8>),
+    (cert_path, key_path): (&Path, &Path),
+    provider: &CryptoProvider,
+) -> Result<ServingCert, TlsError> {
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
@@ -213,7 +229,8 @@ impl CertResolver {
         self.current.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set(&self, cert: ServingCert) {
+    /// Serves `cert` to every new handshake from now on.
+    pub fn set(&self, cert: ServingCert) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(cert);
     }
 }

@@ -1,0 +1,437 @@
+//! `serve --tls-secret`: the serving certificate without cert-manager. Every replica watches one
+//! Secret (shipped empty, so that RBAC can name it) through the API server, serves the pair it
+//! holds, fills and rotates it on schedule ([`plan`]) and keeps the webhook configuration's
+//! `caBundle` equal to the Secret's `ca.crt`.
+//!
+//! One writer without a Lease: each write is a `replace` carrying the `resourceVersion` read, so
+//! when two replicas decide the same step, the API server takes the first and answers `409
+//! Conflict` to the second, which then sees the winner's Secret through its watch. The
+//! configuration is patched only from a Secret at least as new as the one it was last patched
+//! from (a generation counter in both, and a `test` of the configuration's `resourceVersion`), so
+//! a replica whose watch lags cannot put an older bundle back.
+
+pub mod pki;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use futures::StreamExt as _;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt as _};
+use kube::{Api, Client};
+
+use crate::metrics::Metrics;
+use crate::tls::{self, CertResolver};
+use plan::{Observed, Settings, Step};
+
+/// Annotation a user sets (any new value) on the Secret to ask for a new CA, through the same
+/// overlapping steps as a scheduled renewal.
+pub const ROTATE_ANNOTATION: &str = "k8s-deputy.io/rotate";
+/// The last `k8s-deputy.io/rotate` value acted on.
+pub const ROTATED_ANNOTATION: &str = "k8s-deputy.io/rotated";
+/// A counter raised by every write of the Secret, copied to the webhook configuration with the
+/// bundle it patches in.
+pub const GENERATION_ANNOTATION: &str = "k8s-deputy.io/tls-generation";
+
+/// The most time between two looks at the Secret and the configuration, events or not.
+const RESYNC_SECS: i64 = 60;
+/// Wait after a failed API call.
+const RETRY_SECS: i64 = 5;
+
+/// Where the pair lives and how it is made.
+#[derive(Debug, Clone)]
+pub struct TlsSecretConfig {
+    /// Namespace of the Secret (the webhook's own).
+    pub namespace: String,
+    /// The Secret's name.
+    pub secret: String,
+    /// The MutatingWebhookConfiguration whose every entry gets the `caBundle`.
+    pub webhook_configuration: String,
+    /// Lifetimes, overlap and names.
+    pub settings: Settings,
+}
+
+/// Connects to the API server (in-cluster or `$KUBECONFIG`) and starts the controller on its own
+/// thread; returns once connected, so that a Pod without API access fails at start, visibly.
+pub fn start(
+    config: TlsSecretConfig,
+    resolver: Arc<CertResolver>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the TLS Secret controller's runtime")?;
+    let client = runtime.block_on(Client::try_default()).context(
+        "--tls-secret needs the Kubernetes API (in-cluster service account or KUBECONFIG)",
+    )?;
+    let controller = Controller {
+        secrets: Api::namespaced(client.clone(), &config.namespace),
+        configurations: Api::all(client),
+        config,
+        resolver,
+        metrics,
+        provider: tls::provider(),
+        last_refused: None,
+    };
+    std::thread::Builder::new()
+        .name("tls-secret".into())
+        .spawn(move || runtime.block_on(controller.run()))
+        .context("cannot start the TLS Secret controller's thread")?;
+    Ok(())
+}
+
+struct Controller {
+    secrets: Api<Secret>,
+    configurations: Api<MutatingWebhookConfiguration>,
+    config: TlsSecretConfig,
+    resolver: Arc<CertResolver>,
+    metrics: Arc<Metrics>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    last_refused: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What one look ended with.
+enum Outcome {
+    /// The Secret was written: go on from it at once (the watch echoes it later).
+    Written(Box<Secret>),
+    /// Look again at this time (seconds since the epoch).
+    WaitUntil(i64),
+}
+
+impl Controller {
+    async fn run(mut self) {
+        let events =
+            watcher::watch_object(self.secrets.clone(), &self.config.secret).default_backoff();
+        let mut events = std::pin::pin!(events);
+        // None until the watch has answered once; then the Secret, or None if it does not exist.
+        let mut latest: Option<Option<Secret>> = None;
+        let mut wake = tokio::time::Instant::now() + Duration::from_secs(3600);
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(secret)) => {
+                        latest = Some(secret);
+                        wake = tokio::time::Instant::now();
+                    }
+                    Some(Err(err)) => tracing::warn!(
+                        error = %err,
+                        secret = %self.config.secret,
+                        "watching the TLS Secret (retrying with backoff)"
+                    ),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(wake) => {
+                    let at = match &latest {
+                        None => unix_now() + RESYNC_SECS,
+                        Some(None) => {
+                            tracing::error!(
+                                namespace = %self.config.namespace,
+                                secret = %self.config.secret,
+                                "the TLS Secret does not exist: apply the manifests, which ship \
+                                 it empty (RBAC cannot let the webhook create it by name)"
+                            );
+                            unix_now() + RESYNC_SECS
+                        }
+                        Some(Some(secret)) => match self.reconcile(secret).await {
+                            Ok(Outcome::Written(written)) => {
+                                latest = Some(Some(*written));
+                                unix_now()
+                            }
+                            Ok(Outcome::WaitUntil(at)) => at,
+                            Err(()) => unix_now() + RETRY_SECS,
+                        },
+                    };
+                    let delay = (at - unix_now()).clamp(0, RESYNC_SECS);
+                    wake = tokio::time::Instant::now() + Duration::from_secs(delay.unsigned_abs());
+                }
+            }
+        }
+    }
+
+    /// One look: serve what the Secret holds, sync the configuration, take the next step.
+    /// `Err`: retry after a pause (already logged).
+    async fn reconcile(&mut self, secret: &Secret) -> Result<Outcome, ()> {
+        self.serve(secret);
+        let observed = observe(secret);
+        let name = &self.config.webhook_configuration;
+        let mut configuration = self.configurations.get(name).await.map_err(|err| {
+            tracing::warn!(error = %err, %name, "cannot read the MutatingWebhookConfiguration");
+        })?;
+        if let Some(patched) = self
+            .sync_configuration(&configuration, secret, &observed)
+            .await?
+        {
+            configuration = patched;
+        }
+        let trusts_newest = observed.cas.first().is_some_and(|newest| {
+            bundles(&configuration).iter().all(|bundle| {
+                pki::parse_bundle(bundle)
+                    .iter()
+                    .any(|ca| ca.der == newest.der)
+            })
+        });
+        let now = unix_now();
+        let step = plan::next_step(
+            &observed,
+            trusts_newest,
+            now,
+            &self.config.settings,
+            &self.provider,
+        )
+        .map_err(|err| tracing::error!(error = %err, "cannot mint a certificate"))?;
+        let Step::Write {
+            reason,
+            contents,
+            handles_rotation_request,
+        } = step
+        else {
+            let Step::Wait { until } = step else {
+                unreachable!()
+            };
+            return Ok(Outcome::WaitUntil(until));
+        };
+        let generation = generation(secret.metadata.annotations.as_ref())
+            .max(generation(configuration.metadata.annotations.as_ref()))
+            + 1;
+        let mut new = secret.clone();
+        let data = new.data.get_or_insert_with(BTreeMap::new);
+        for (key, value) in [
+            ("ca.crt", contents.ca_bundle),
+            ("ca.key", contents.ca_key),
+            ("tls.crt", contents.leaf.cert),
+            ("tls.key", contents.leaf.key),
+        ] {
+            data.insert(key.to_owned(), ByteString(value.into_bytes()));
+        }
+        let annotations = new.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(GENERATION_ANNOTATION.to_owned(), generation.to_string());
+        if handles_rotation_request {
+            if let Some(token) = annotations.get(ROTATE_ANNOTATION).cloned() {
+                annotations.insert(ROTATED_ANNOTATION.to_owned(), token);
+            }
+        }
+        let secret_name = &self.config.secret;
+        match self
+            .secrets
+            .replace(secret_name, &PostParams::default(), &new)
+            .await
+        {
+            Ok(written) => {
+                tracing::info!(
+                    reason = reason.as_str(),
+                    generation,
+                    secret = %secret_name,
+                    "TLS Secret written"
+                );
+                self.metrics.tls_secret_written(reason.as_str());
+                Ok(Outcome::Written(Box::new(written)))
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(
+                    reason = reason.as_str(),
+                    "another replica wrote the TLS Secret first"
+                );
+                Ok(Outcome::WaitUntil(unix_now() + 1))
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, reason = reason.as_str(), "cannot write the TLS Secret");
+                Err(())
+            }
+        }
+    }
+
+    /// Serves the Secret's `tls.crt`/`tls.key` if they are new and valid; a bad pair is logged
+    /// and counted once, and the pair in use is kept.
+    fn serve(&mut self, secret: &Secret) {
+        let field = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.0.clone())
+                .unwrap_or_default()
+        };
+        let source = (field("tls.crt"), field("tls.key"));
+        if source.0.is_empty()
+            || self.last_refused.as_ref() == Some(&source)
+            || self
+                .resolver
+                .current()
+                .is_some_and(|c| c.is_from(&source.0, &source.1))
+        {
+            return;
+        }
+        let label = |key: &str| {
+            std::path::PathBuf::from(format!(
+                "secret {}/{}: {key}",
+                self.config.namespace, self.config.secret
+            ))
+        };
+        let labels = (label("tls.crt"), label("tls.key"));
+        match tls::check_pem(source.clone(), (&labels.0, &labels.1), &self.provider) {
+            Ok(cert) => {
+                tracing::info!(
+                    secret = %self.config.secret,
+                    not_after = cert.not_after,
+                    first = self.resolver.current().is_none(),
+                    "serving certificate loaded"
+                );
+                self.metrics.tls_loaded(cert.not_after);
+                self.resolver.set(cert);
+                self.last_refused = None;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, keeping_previous = self.resolver.is_loaded(), "TLS Secret's serving pair refused");
+                self.metrics.tls_refused();
+                self.last_refused = Some(source);
+            }
+        }
+    }
+
+    /// Patches every entry's `caBundle` to the Secret's `ca.crt` when the Secret is newer than
+    /// what the configuration was patched from, or the same but the bundles differ (someone
+    /// edited the configuration). Returns the patched configuration.
+    async fn sync_configuration(
+        &self,
+        configuration: &MutatingWebhookConfiguration,
+        secret: &Secret,
+        observed: &Observed,
+    ) -> Result<Option<MutatingWebhookConfiguration>, ()> {
+        let usable = observed
+            .cas
+            .first()
+            .is_some_and(|ca| ca.not_after > unix_now() && pki::key_matches(ca, &observed.ca_key));
+        if !usable {
+            return Ok(None);
+        }
+        let bundle = pki::bundle_pem(&observed.cas);
+        let secret_generation = generation(secret.metadata.annotations.as_ref());
+        let configured = generation(configuration.metadata.annotations.as_ref());
+        let differs = bundles(configuration).iter().any(|b| *b != bundle);
+        if secret_generation < configured || (secret_generation == configured && !differs) {
+            return Ok(None);
+        }
+        let Some(patch) = bundle_patch(configuration, &bundle, secret_generation) else {
+            return Ok(None);
+        };
+        let name = &self.config.webhook_configuration;
+        match self
+            .configurations
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(patched) => {
+                tracing::info!(
+                    %name,
+                    generation = secret_generation,
+                    cas = observed.cas.len(),
+                    "caBundle updated"
+                );
+                Ok(Some(patched))
+            }
+            Err(err) => {
+                // Most often the configuration changed since it was read: read it again.
+                tracing::warn!(error = %err, %name, "cannot patch the caBundle");
+                Err(())
+            }
+        }
+    }
+}
+
+/// Reads what the Secret holds; missing or unreadable parts are empty.
+fn observe(secret: &Secret) -> Observed {
+    let text = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .unwrap_or_default()
+    };
+    let annotation = |key: &str| {
+        secret
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    let (cert, key) = (text("tls.crt"), text("tls.key"));
+    let requested = annotation(ROTATE_ANNOTATION);
+    Observed {
+        cas: pki::parse_bundle(&text("ca.crt")),
+        ca_key: text("ca.key"),
+        leaf: (!cert.is_empty() && !key.is_empty()).then_some(pki::PemPair { cert, key }),
+        rotation_requested: requested.is_some() && requested != annotation(ROTATED_ANNOTATION),
+    }
+}
+
+/// The decoded `caBundle` of every entry (empty for an entry without one).
+fn bundles(configuration: &MutatingWebhookConfiguration) -> Vec<String> {
+    configuration
+        .webhooks
+        .iter()
+        .flatten()
+        .map(|w| {
+            w.client_config
+                .ca_bundle
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn generation(annotations: Option<&BTreeMap<String, String>>) -> u64 {
+    annotations
+        .and_then(|a| a.get(GENERATION_ANNOTATION))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A JSON Patch that sets every entry's `caBundle` and the generation annotation, applied only
+/// if the configuration is still the one read (`test` of its `resourceVersion`). None if it has
+/// no entries or no `resourceVersion`.
+fn bundle_patch(
+    configuration: &MutatingWebhookConfiguration,
+    bundle: &str,
+    generation: u64,
+) -> Option<json_patch::Patch> {
+    let resource_version = configuration.metadata.resource_version.as_ref()?;
+    let count = configuration.webhooks.as_ref().map_or(0, Vec::len);
+    if count == 0 {
+        return None;
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
+    let mut ops = vec![serde_json::json!(
+        {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
+    )];
+    if configuration.metadata.annotations.is_none() {
+        ops.push(serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+    }
+    ops.push(serde_json::json!({
+        "op": "add",
+        "path": format!("/metadata/annotations/{}", GENERATION_ANNOTATION.replace('/', "~1")),
+        "value": generation.to_string(),
+    }));
+    for i in 0..count {
+        ops.push(serde_json::json!(
+            {"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}
+        ));
+    }
+    serde_json::from_value(serde_json::Value::Array(ops)).ok()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
