@@ -3,12 +3,14 @@
 # - netcat-openbsd: the K8sDeputy.jl shim's client (`nc -U`), the benchmark's peer and the README's
 #   shell example.
 # - util-linux: unshare and setpriv for the PID-namespace and mount-namespace tests.
+# - openssl: the e2e suite checks which certificate a webhook Pod serves to a new handshake.
 # - python3 is on the machine already (the README's Python example is tested with it).
 set -euo pipefail
 need=()
 command -v nc >/dev/null 2>&1 && nc -h 2>&1 | grep -q -- '-U' || need+=(netcat-openbsd)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -40,7 +40,7 @@ cmd_up() {
 cmd_images() {
 	need docker "a Docker engine is required"
 	log "building the static binaries"
-	cargo build --release -p deputy-agent --all-features --examples >&2
+	cargo build --release -p deputy-agent --all-features --bins --examples >&2
 	cargo build --release -p deputy-webhook >&2
 	(cd tests/e2e && cargo build --bin deputy-e2e-tool >&2)
 	docker build -f images/agent.Dockerfile -t localhost/deputy-agent:e2e . >&2

@@ -182,3 +182,74 @@ fn a_config_file_with_an_unknown_setting_exits_2_naming_the_file() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// `serve --tls-secret` with everything it needs, in the flags' order of the README.
+const TLS_SECRET_SERVE: [&str; 11] = [
+    "serve",
+    "--agent-image",
+    "img:1",
+    "--tls-secret",
+    "tls",
+    "--webhook-configuration",
+    "w",
+    "--service",
+    "s",
+    "--namespace",
+    "n",
+];
+
+#[test]
+fn tls_secret_flags_are_checked_before_anything_runs() {
+    let cases: [(&[&str], &[&str], &str); 5] = [
+        (&TLS_SECRET_SERVE[..5], &[], "--webhook-configuration"),
+        (&TLS_SECRET_SERVE[..9], &[], "--namespace"),
+        (
+            &TLS_SECRET_SERVE,
+            &["--tls-cert", "c", "--tls-key", "k"],
+            "cannot be used with",
+        ),
+        (
+            &TLS_SECRET_SERVE,
+            &["--cert-validity", "400d"],
+            "must not exceed --ca-validity",
+        ),
+        (
+            &TLS_SECRET_SERVE,
+            &["--cert-validity", "1h", "--rotation-overlap", "15m"],
+            "at most a sixth of --cert-validity",
+        ),
+    ];
+    for (base, extra, expected) in cases {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = deputy(&args, &[], "");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in {stderr}"
+        );
+    }
+}
+
+#[test]
+fn tls_secret_without_a_kubernetes_api_exits_1_saying_so() {
+    // No in-cluster service account and a kubeconfig that does not exist.
+    let listen = ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"];
+    let args: Vec<&str> = TLS_SECRET_SERVE.iter().chain(&listen).copied().collect();
+    let out = deputy(
+        &args,
+        &[
+            ("KUBECONFIG", "/nonexistent/kubeconfig"),
+            ("KUBERNETES_SERVICE_HOST", ""),
+            ("HOME", "/nonexistent"),
+        ],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--tls-secret needs the Kubernetes API"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -38,6 +38,8 @@ const WEBHOOK_SELECTOR: &str = "app.kubernetes.io/name=deputy-webhook";
 const METRICS_PORT: u16 = 8080;
 /// The local node's network namespace (`harness.sh`), where Pod IPs are reachable.
 const NODE_NETNS: &str = "/run/netns/k8s-deputy-e2e";
+/// The Secret it makes, rotates and serves its certificate from (`--tls-secret`).
+const TLS_SECRET: &str = "deputy-webhook-tls";
 /// The two entries of its MutatingWebhookConfiguration.
 const ENTRIES: [&str; 2] = ["namespace.inject.k8s-deputy.io", "pod.inject.k8s-deputy.io"];
 /// The relay's first line, written by `deputy-agent terminate` into the app's stdout.
@@ -672,6 +674,8 @@ struct TlsState {
     not_after: f64,
     loaded: f64,
     refused: f64,
+    /// `deputy_tls_secret_writes_total`, all reasons.
+    writes: f64,
 }
 
 async fn tls_state(node: &Node, pod: &str) -> anyhow::Result<TlsState> {
@@ -688,6 +692,7 @@ async fn tls_state(node: &Node, pod: &str) -> anyhow::Result<TlsState> {
             "deputy_tls_reloads_total",
             &[("result", "refused")],
         ),
+        writes: metrics::sum(&samples, "deputy_tls_secret_writes_total", &[]),
     })
 }
 
@@ -733,6 +738,14 @@ fn pem_serial(pem: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The `notAfter` of a PEM certificate, seconds since the epoch (as the webhook's
+/// `deputy_tls_certificate_not_after_seconds` gauge reports the one it serves).
+fn pem_not_after(pem: &str) -> f64 {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("a PEM certificate");
+    let cert = block.parse_x509().expect("an X.509 certificate");
+    cert.validity().not_after.timestamp() as f64
+}
+
 /// What one Pod creation of the rotation load showed.
 #[derive(Debug)]
 struct Created {
@@ -740,56 +753,104 @@ struct Created {
     mutated: Result<bool, String>,
 }
 
-/// Scenario 8: the serving certificate is replaced (a new key and certificate signed by the same
-/// CA) while Pods are being created: every Pod comes back mutated, the API server's fail-open
-/// count does not move, and each webhook Pod loads the new certificate without a restart.
-#[tokio::test]
-async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_open() {
-    let node =
-        node!("serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_open");
-    let _webhook = WEBHOOK.write().await;
-    let ns = injected_namespace(&node, "ops-rotate", &[]).await;
-    let secrets: Api<Secret> = Api::namespaced(node.client.clone(), SYSTEM_NS);
-    let ca = secrets
-        .get_opt("deputy-webhook-ca")
+/// The webhook's TLS Secret (`--tls-secret`), as the test reads it.
+struct TlsSecret {
+    /// `ca.crt`, newest first.
+    cas: Vec<String>,
+    /// `tls.crt`.
+    leaf: String,
+    rotated: Option<String>,
+}
+
+async fn tls_secret(secrets: &Api<Secret>) -> TlsSecret {
+    let secret = secrets
+        .get(TLS_SECRET)
         .await
-        .expect("get the CA Secret")
-        .expect("the Secret deputy-system/deputy-webhook-ca (scripts/e2e-deploy.sh keeps the CA there; run make e2e-deploy)");
+        .expect("the Secret deputy-system/deputy-webhook-tls (manifests/overlays/self-signed)");
     let field = |key: &str| {
-        let data = ca
+        secret
             .data
             .as_ref()
             .and_then(|d| d.get(key))
-            .unwrap_or_else(|| panic!("deputy-webhook-ca has {key}"));
-        String::from_utf8(data.0.clone()).expect("PEM")
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default()
     };
-    let ca_key = rcgen::KeyPair::from_pem(&field("tls.key")).expect("the CA key");
-    let issuer =
-        rcgen::Issuer::from_ca_cert_pem(&field("tls.crt"), ca_key).expect("the CA certificate");
+    TlsSecret {
+        cas: split_pem(&field("ca.crt")),
+        leaf: field("tls.crt"),
+        rotated: annotation_of(&secret.metadata.annotations, "k8s-deputy.io/rotated"),
+    }
+}
 
-    // A new serving pair with an expiry that is unique to this run, so the webhook's
-    // deputy_tls_certificate_not_after_seconds says which certificate it serves.
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap();
-    let not_after = now
-        + time::Duration::days(20)
-        + time::Duration::seconds(i64::from(std::process::id() % 86_400));
-    let mut params = rcgen::CertificateParams::new(vec![
-        format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc"),
-        format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc.cluster.local"),
-    ])
-    .unwrap();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = not_after;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "deputy-webhook");
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params
-        .signed_by(&key, &issuer)
-        .expect("sign the new serving certificate");
-    let not_after = not_after.unix_timestamp() as f64;
+fn annotation_of(annotations: &Option<BTreeMap<String, String>>, key: &str) -> Option<String> {
+    annotations.as_ref().and_then(|a| a.get(key)).cloned()
+}
+
+/// The PEM blocks of a bundle, each ending with its newline.
+fn split_pem(bundle: &str) -> Vec<String> {
+    bundle
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .filter(|b| b.contains("BEGIN CERTIFICATE"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The CA bundles of the configuration's entries, split into PEM blocks.
+async fn configured_cas(node: &Node) -> Vec<Vec<String>> {
+    let configurations: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
+    let configuration = configurations
+        .get(WEBHOOK_NAME)
+        .await
+        .expect("get the configuration");
+    configuration
+        .webhooks
+        .unwrap_or_default()
+        .iter()
+        .map(|w| {
+            let bundle = w
+                .client_config
+                .ca_bundle
+                .as_ref()
+                .map(|b| b.0.clone())
+                .unwrap_or_default();
+            split_pem(&String::from_utf8_lossy(&bundle))
+        })
+        .collect()
+}
+
+/// When each step of the rotation was first seen, from the annotation on.
+#[derive(Debug, Default)]
+struct Seen {
+    new_ca_in_secret: Option<Duration>,
+    new_ca_configured: Option<Duration>,
+    new_leaf_in_secret: Option<Duration>,
+    new_leaf_served: BTreeMap<String, Duration>,
+    old_ca_dropped: Option<Duration>,
+}
+
+/// Scenario 8: a CA rotation (`k8s-deputy.io/rotate` on the webhook's own Secret, the same steps
+/// as a scheduled renewal) while Pods are being created: the new CA joins the bundle, the
+/// caBundle follows, a new serving certificate signed by it is served by each webhook Pod
+/// without a restart, the old CA leaves; every Pod created meanwhile comes back mutated, the API
+/// server's fail-open count does not move, and the two replicas wrote the Secret three times in
+/// all (one writer per step).
+#[tokio::test]
+async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_open() {
+    let node = node!("certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_open");
+    let _webhook = WEBHOOK.write().await;
+    let ns = injected_namespace(&node, "ops-rotate", &[]).await;
+    let secrets: Api<Secret> = Api::namespaced(node.client.clone(), SYSTEM_NS);
+    let old = tls_secret(&secrets).await;
+    assert_eq!(
+        old.cas.len(),
+        1,
+        "one CA before the rotation (a rotation left unfinished?)"
+    );
+    assert_eq!(
+        configured_cas(&node).await,
+        vec![old.cas.clone(); 2],
+        "the caBundles hold the Secret's CA"
+    );
 
     let webhook_pods_before = webhook_pods(&node).await;
     assert_eq!(
@@ -798,9 +859,10 @@ async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing
         "two webhook replicas: {webhook_pods_before:?}"
     );
     let mut before = BTreeMap::new();
+    let mut writes_before = 0.0;
     for p in &webhook_pods_before {
         let state = tls_state(&node, p).await.expect("the webhook's metrics");
-        assert_ne!(state.not_after, not_after);
+        writes_before += state.writes;
         before.insert(p.clone(), state);
     }
     let restarts = |pods: &[Pod]| -> BTreeMap<String, i32> {
@@ -849,54 +911,109 @@ async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing
     });
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    let replaced_at = start.elapsed();
+    let token = format!("e2e-{}", unique());
+    let requested_at = start.elapsed();
     secrets
         .patch(
-            "deputy-webhook-tls",
+            TLS_SECRET,
             &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"tls.crt": b64(&cert.pem()), "tls.key": b64(&key.serialize_pem())}})),
+            &Patch::Merge(json!({"metadata": {"annotations": {"k8s-deputy.io/rotate": token}}})),
         )
         .await
-        .expect("replace the serving certificate");
+        .expect("ask for a rotation");
 
-    let mut loaded_at: BTreeMap<String, Duration> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Seen::default();
+    let mut new_ca = String::new();
+    let mut new_leaf = String::new();
+    let mut new_not_after = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(180);
     let mut last_err = None;
-    while loaded_at.len() < webhook_pods_before.len() && Instant::now() < deadline {
-        for p in &webhook_pods_before {
-            if loaded_at.contains_key(p) {
-                continue;
+    loop {
+        let at = start.elapsed() - requested_at;
+        let now = tls_secret(&secrets).await;
+        if seen.new_ca_in_secret.is_none() && now.cas.len() == 2 && now.cas[1] == old.cas[0] {
+            new_ca.clone_from(&now.cas[0]);
+            seen.new_ca_in_secret = Some(at);
+        }
+        if !new_ca.is_empty() {
+            let configured = configured_cas(&node).await;
+            if seen.new_ca_configured.is_none() && configured.iter().all(|b| b.contains(&new_ca)) {
+                seen.new_ca_configured = Some(at);
             }
-            match tls_state(&node, p).await {
-                Ok(state) if state.not_after == not_after => {
-                    loaded_at.insert(p.clone(), start.elapsed() - replaced_at);
+            if seen.old_ca_dropped.is_none()
+                && now.cas == [new_ca.clone()]
+                && configured.iter().all(|b| *b == [new_ca.clone()])
+            {
+                seen.old_ca_dropped = Some(at);
+            }
+        }
+        if seen.new_leaf_in_secret.is_none() && now.leaf != old.leaf && !new_ca.is_empty() {
+            new_leaf.clone_from(&now.leaf);
+            new_not_after = pem_not_after(&new_leaf);
+            seen.new_leaf_in_secret = Some(at);
+        }
+        if seen.new_leaf_in_secret.is_some() {
+            for p in &webhook_pods_before {
+                if seen.new_leaf_served.contains_key(p) {
+                    continue;
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    if system_pods.get_opt(p).await.ok().flatten().is_none() {
-                        panic!(
-                            "webhook Pod {p} was replaced during the test: something else rolled \
-                             {SYSTEM_NS}/{WEBHOOK_NAME} (another deploy on this node?), so a reload \
-                             without a restart cannot be observed; rerun"
-                        );
+                match tls_state(&node, p).await {
+                    Ok(state) if state.not_after == new_not_after => {
+                        seen.new_leaf_served.insert(p.clone(), at);
                     }
-                    last_err = Some(e)
+                    Ok(_) => {}
+                    Err(e) => {
+                        if system_pods.get_opt(p).await.ok().flatten().is_none() {
+                            panic!(
+                                "webhook Pod {p} was replaced during the test: something else rolled \
+                                 {SYSTEM_NS}/{WEBHOOK_NAME} (another deploy on this node?); rerun"
+                            );
+                        }
+                        last_err = Some(e);
+                    }
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let done = seen.old_ca_dropped.is_some()
+            && seen.new_leaf_served.len() == webhook_pods_before.len();
+        if done || Instant::now() > deadline {
+            assert_eq!(
+                now.rotated.as_deref(),
+                Some(token.as_str()),
+                "the request is marked handled"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // A few more Pods once both serve the new certificate, and at least 30 in all.
-    let after_reload = start.elapsed();
-    let end = (after_reload + Duration::from_secs(3)).max(Duration::from_secs(12));
+    // A few more Pods once the old CA is gone, and at least 30 in all.
+    let finished = start.elapsed();
+    let end = (finished + Duration::from_secs(3)).max(Duration::from_secs(12));
     tokio::time::sleep(end.saturating_sub(start.elapsed())).await;
     stop_tx.send(true).unwrap();
     let created = load.await.expect("the load task");
+    let (Some(ca_added), Some(configured), Some(leaf_written), Some(dropped)) = (
+        seen.new_ca_in_secret,
+        seen.new_ca_configured,
+        seen.new_leaf_in_secret,
+        seen.old_ca_dropped,
+    ) else {
+        panic!("the rotation finishes within 180 s; seen so far {seen:?}, last error {last_err:?}");
+    };
     assert_eq!(
-        loaded_at.len(),
+        seen.new_leaf_served.len(),
         webhook_pods_before.len(),
-        "every webhook Pod serves the new certificate within 120 s; so far {loaded_at:?}, last error {last_err:?}"
+        "every webhook Pod serves the new certificate; {seen:?}, last error {last_err:?}"
+    );
+    // The order that keeps every handshake trusted, and the overlap (5 s in overlays/local)
+    // between the new CA and the certificate it signs.
+    assert!(
+        ca_added <= configured && configured <= leaf_written && leaf_written <= dropped,
+        "{seen:?}"
+    );
+    assert!(
+        leaf_written.saturating_sub(ca_added) >= Duration::from_secs(4),
+        "the new certificate waits the overlap after the new CA: {seen:?}"
     );
 
     let failures: Vec<&Created> = created.iter().filter(|c| c.mutated != Ok(true)).collect();
@@ -912,25 +1029,32 @@ async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing
         fail_open_after, fail_open_before,
         "apiserver_admission_webhook_fail_open_count did not move"
     );
+    let mut writes_after = 0.0;
     for p in &webhook_pods_before {
         let state = tls_state(&node, p).await.expect("metrics");
-        let old = before[p];
+        let old_state = before[p];
         assert!(
-            state.loaded > old.loaded,
+            state.loaded > old_state.loaded,
             "{p}: deputy_tls_reloads_total{{result=loaded}} {} -> {}",
-            old.loaded,
+            old_state.loaded,
             state.loaded
         );
-        assert_eq!(state.refused, old.refused, "{p}: no pair refused");
+        assert_eq!(state.refused, old_state.refused, "{p}: no pair refused");
+        writes_after += state.writes;
     }
-    // A new TLS handshake with each webhook Pod gets the new certificate, and it verifies
-    // against the CA of the caBundle for the Service's name. Only on the local node, whose
-    // network namespace is here (on kind, the metrics above are the proof).
+    assert_eq!(
+        writes_after - writes_before,
+        3.0,
+        "one write per step (new CA, new certificate, old CA dropped) across both replicas"
+    );
+    // A new TLS handshake with each webhook Pod gets the new certificate, verified against the
+    // new CA alone for the Service's name. Only on the local node, whose network namespace is
+    // here (on kind, the metrics above are the proof).
     let mut handshakes = 0;
     if std::path::Path::new(NODE_NETNS).exists() {
         let ca_file = std::env::temp_dir().join(format!("deputy-e2e-ca-{}.pem", unique()));
-        std::fs::write(&ca_file, field("tls.crt")).unwrap();
-        let expected_serial = pem_serial(&cert.pem());
+        std::fs::write(&ca_file, &new_ca).unwrap();
+        let expected_serial = pem_serial(&new_leaf);
         let current = system_pods
             .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
             .await
@@ -969,14 +1093,21 @@ async fn serving_certificate_rotated_under_load_every_pod_is_mutated_and_nothing
     );
     let during = created
         .iter()
-        .filter(|c| c.at >= replaced_at && c.at <= after_reload)
+        .filter(|c| c.at >= requested_at && c.at <= finished)
         .count();
+    let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     eprintln!(
-        "rotation: {} dry-run Pods created ({during} between the Secret update and the last reload), all mutated; \
-         {handshakes} new handshakes got the new certificate, verified; \
-         fail_open_count {fail_open_before} -> {fail_open_after}; new certificate loaded after {}",
+        "rotation: {} dry-run Pods created ({during} during the CA rotation), all mutated; \
+         new CA in the Secret after {}, in the caBundle after {}, new certificate after {}, served by {}; \
+         old CA dropped after {}; {handshakes} new handshakes verified against the new CA alone; \
+         fail_open_count {fail_open_before} -> {fail_open_after}; Secret writes {}",
         created.len(),
-        loaded_at.iter().map(|(p, t)| format!("{p} {:.1} s", t.as_secs_f64())).collect::<Vec<_>>().join(", ")
+        secs(ca_added),
+        secs(configured),
+        secs(leaf_written),
+        seen.new_leaf_served.iter().map(|(p, t)| format!("{p} {}", secs(*t))).collect::<Vec<_>>().join(", "),
+        secs(dropped),
+        writes_after - writes_before,
     );
 }
 

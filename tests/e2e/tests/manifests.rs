@@ -46,6 +46,20 @@ fn dry_run(node: &Node, yaml: &str) -> String {
     text
 }
 
+/// Renders an overlay after setting `namespace: other-ns` and `namePrefix: acme-` in its own
+/// kustomization (the overlay's directory is a scratch copy).
+fn render_renamed(node: &Node, overlay: &Path) -> String {
+    let kustomization = overlay.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let renamed = text.replacen(
+        "resources:",
+        "namespace: other-ns\nnamePrefix: acme-\nresources:",
+        1,
+    );
+    std::fs::write(&kustomization, renamed).unwrap();
+    render(node, overlay)
+}
+
 fn without_cert_manager_kinds(yaml: &str) -> String {
     yaml.split("\n---\n")
         .filter(|doc| !doc.contains("apiVersion: cert-manager.io/"))
@@ -61,9 +75,27 @@ async fn every_overlay_renders_and_the_api_server_accepts_it() {
     // The namespace must exist for a dry run of namespaced objects; harness.sh test deployed it.
     node.kubectl_ok(&["get", "namespace", "deputy-system"])
         .expect("deputy-system exists (harness.sh test deploys first)");
-    for dir in ["base", "overlays/local"] {
+    for dir in ["base", "overlays/self-signed", "overlays/local"] {
         let yaml = render(&node, &manifests().join(dir));
         let applied = dry_run(&node, &yaml);
+        if dir != "base" {
+            for object in [
+                "secret/deputy-webhook-tls",
+                "role.rbac.authorization.k8s.io/deputy-webhook-tls",
+                "rolebinding.rbac.authorization.k8s.io/deputy-webhook-tls",
+                "clusterrole.rbac.authorization.k8s.io/deputy-webhook-cabundle",
+                "clusterrolebinding.rbac.authorization.k8s.io/deputy-webhook-cabundle",
+            ] {
+                assert!(
+                    applied.contains(object),
+                    "{dir}: {object} missing in:\n{applied}"
+                );
+            }
+            assert!(
+                !yaml.contains("--tls-cert"),
+                "{dir}: no certificate files:\n{yaml}"
+            );
+        }
         for object in [
             "namespace/deputy-system",
             "serviceaccount/deputy-webhook",
@@ -108,19 +140,7 @@ async fn a_renamed_namespace_and_prefix_keep_every_reference_right() {
         .status()
         .unwrap();
     assert!(status.success());
-    let kustomization = copy.join("overlays/cert-manager/kustomization.yaml");
-    let text = std::fs::read_to_string(&kustomization).unwrap();
-    std::fs::write(
-        &kustomization,
-        text.replacen(
-            "resources:",
-            "namespace: other-ns\nnamePrefix: acme-\nresources:",
-            1,
-        ),
-    )
-    .unwrap();
-    let yaml = render(&node, &copy.join("overlays/cert-manager"));
-    let _ = std::fs::remove_dir_all(&copy);
+    let yaml = render_renamed(&node, &copy.join("overlays/cert-manager"));
     for expected in [
         "cert-manager.io/inject-ca-from: other-ns/acme-deputy-webhook",
         "- acme-deputy-webhook.other-ns.svc\n",
@@ -131,4 +151,20 @@ async fn a_renamed_namespace_and_prefix_keep_every_reference_right() {
     }
     // Negative control: the unrenamed names are gone from the references.
     assert!(!yaml.contains("inject-ca-from: deputy-system/"), "{yaml}");
+
+    // The self-signed overlay: the names the webhook is told, and those RBAC grants, follow.
+    let yaml = render_renamed(&node, &copy.join("overlays/self-signed"));
+    let _ = std::fs::remove_dir_all(&copy);
+    for expected in [
+        "- name: DEPUTY_WEBHOOK_TLS_SECRET\n          value: acme-deputy-webhook-tls\n",
+        "- name: DEPUTY_WEBHOOK_CONFIGURATION\n          value: acme-deputy-webhook\n",
+        "- name: DEPUTY_WEBHOOK_SERVICE\n          value: acme-deputy-webhook\n",
+        "  resourceNames:\n  - acme-deputy-webhook-tls\n",
+        "  resourceNames:\n  - acme-deputy-webhook\n",
+        "- kind: ServiceAccount\n  name: acme-deputy-webhook\n  namespace: other-ns\n",
+        "      name: acme-deputy-webhook\n      namespace: other-ns\n      path: /mutate",
+    ] {
+        assert!(yaml.contains(expected), "missing {expected:?} in:\n{yaml}");
+    }
+    assert!(!yaml.contains("deputy-system"), "{yaml}");
 }

@@ -65,27 +65,45 @@ pub fn start(
     resolver: Arc<CertResolver>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the TLS Secret controller's runtime")?;
-    let client = runtime.block_on(Client::try_default()).context(
-        "--tls-secret needs the Kubernetes API (in-cluster service account or KUBECONFIG)",
-    )?;
-    let controller = Controller {
-        secrets: Api::namespaced(client.clone(), &config.namespace),
-        configurations: Api::all(client),
-        config,
-        resolver,
-        metrics,
-        provider: tls::provider(),
-        last_refused: None,
-    };
+    // Its own thread and runtime: the caller may be inside one (actix's), where blocking on
+    // another is refused; the connection's outcome comes back over a channel.
+    let (connected_tx, connected_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     std::thread::Builder::new()
         .name("tls-secret".into())
-        .spawn(move || runtime.block_on(controller.run()))
+        .spawn(move || {
+            let connect = || -> anyhow::Result<(tokio::runtime::Runtime, Client)> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the TLS Secret controller's runtime")?;
+                let client = runtime.block_on(Client::try_default()).context(
+                    "--tls-secret needs the Kubernetes API (in-cluster service account or KUBECONFIG)",
+                )?;
+                Ok((runtime, client))
+            };
+            let (runtime, client) = match connect() {
+                Ok(connected) => connected,
+                Err(err) => {
+                    let _ = connected_tx.send(Err(err));
+                    return;
+                }
+            };
+            let _ = connected_tx.send(Ok(()));
+            let controller = Controller {
+                secrets: Api::namespaced(client.clone(), &config.namespace),
+                configurations: Api::all(client),
+                config,
+                resolver,
+                metrics,
+                provider: tls::provider(),
+                last_refused: None,
+            };
+            runtime.block_on(controller.run());
+        })
         .context("cannot start the TLS Secret controller's thread")?;
-    Ok(())
+    connected_rx
+        .recv()
+        .context("the TLS Secret controller stopped while connecting")?
 }
 
 struct Controller {
