@@ -1,5 +1,5 @@
 # deputy-webhook: one static binary, numeric non-root user, runs with a read-only root filesystem
-# (it writes nothing; TLS comes from a mounted Secret). linux/amd64.
+# (it writes nothing; TLS comes from a mounted Secret, or through the API with --tls-secret). linux/amd64.
 # Build the binary first: cargo build --release -p deputy-webhook
 # docker build -f images/webhook.Dockerfile -t deputy-webhook .
 FROM scratch

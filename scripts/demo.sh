@@ -4,24 +4,42 @@
 # well on their own, deletes them, and shows that each shut down through its own callback in about
 # a second instead of waiting out its grace period; then the same shell app without k8s-deputy for
 # contrast. Tears the node down at the end unless KEEP=1.
+# DEPUTY_CLUSTER=kind: the same on a kind cluster (needs docker and kind; tests/e2e/kind.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "bringing up the local node and deploying k8s-deputy (make e2e-deploy)"
-eval "$(scripts/e2e-deploy.sh | tail -n 1)"
-K=$(dirname "$KUBECONFIG")/kubectl
+cluster=${DEPUTY_CLUSTER:-local}
+[[ $cluster == local || $cluster == kind ]] || { echo "demo: DEPUTY_CLUSTER must be local or kind, not $cluster" >&2; exit 2; }
+# Only the cluster this script brings up, never one an inherited KUBECONFIG names.
+unset KUBECONFIG
 cleanup() {
-	"$K" delete namespace deputy-demo deputy-demo-plain --ignore-not-found --wait=false >/dev/null 2>&1 || true
+	if [[ -n ${KUBECONFIG:-} ]]; then
+		"$(dirname "$KUBECONFIG")/kubectl" delete namespace deputy-demo deputy-demo-plain \
+			--ignore-not-found --wait=false >/dev/null 2>&1 || true
+	fi
 	if [[ ${KEEP:-0} != 1 ]]; then
-		say "tearing the node down (KEEP=1 keeps it)"
-		tests/e2e/harness.sh down
+		say "tearing the cluster down (KEEP=1 keeps it)"
+		if [[ $cluster == kind ]]; then tests/e2e/kind.sh down; else tests/e2e/harness.sh down; fi
 	else
-		say "the node stays up: export KUBECONFIG=$KUBECONFIG"
+		say "the cluster stays up: export KUBECONFIG=${KUBECONFIG:-}"
 	fi
 }
 trap cleanup EXIT
+case $cluster in
+local)
+	say "bringing up the local node and deploying k8s-deputy (make e2e-deploy)"
+	eval "$(scripts/e2e-deploy.sh | tail -n 1)"
+	;;
+kind)
+	say "bringing up a kind cluster, building and loading the images, deploying k8s-deputy"
+	eval "$(tests/e2e/kind.sh up | tail -n 1)"
+	tests/e2e/kind.sh images
+	DEPUTY_CLUSTER=kind scripts/e2e-deploy.sh >/dev/null
+	;;
+esac
+K=$(dirname "$KUBECONFIG")/kubectl
 
 say "a namespace that opts in, enforcing the restricted Pod Security Standard"
 "$K" create namespace deputy-demo --dry-run=client -o yaml | "$K" apply -f - >/dev/null
