@@ -68,6 +68,15 @@ if [[ $current != "$revision" ]]; then
 		-p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"k8s-deputy.io/e2e-revision\":\"$revision\"}}}}}" >&2
 fi
 "$K" -n deputy-system rollout status deployment/deputy-webhook --timeout=120s >&2
+# Rolled: the old Pods drain (preStop sleep, then SIGTERM) for a few seconds more; wait them out, so
+# that whoever runs next sees only the replicas deployed here.
+for ((i = 0; ; i++)); do
+	pods=$("$K" -n deputy-system get pods -l app.kubernetes.io/name=deputy-webhook --no-headers 2>/dev/null | wc -l)
+	replicas=$("$K" -n deputy-system get deployment deputy-webhook -o jsonpath='{.spec.replicas}')
+	((pods <= replicas)) && break
+	((i < 120)) || { log "old webhook Pods still terminating after 60 s"; exit 1; }
+	sleep 0.5
+done
 # Ready replicas are not enough: the API server must reach them through the Service with the new
 # caBundle. A Pod-level opt-in, created with a server-side dry run, must come back mutated.
 log "waiting until a probe Pod (server-side dry run) comes back mutated"

@@ -6,9 +6,9 @@
 //! One writer without a Lease: each write is a `replace` carrying the `resourceVersion` read, so
 //! when two replicas decide the same step, the API server takes the first and answers `409
 //! Conflict` to the second, which then sees the winner's Secret through its watch. The
-//! configuration is patched only from a Secret at least as new as the one it was last patched
-//! from (a generation counter in both, and a `test` of the configuration's `resourceVersion`), so
-//! a replica whose watch lags cannot put an older bundle back.
+//! configuration is patched only from a Secret just re-read from the API server (a watch may lag)
+//! and with a JSON Patch `test` of the configuration's `resourceVersion`, so that a replica cannot
+//! put back a bundle older than the one another replica has just patched in.
 
 pub mod pki;
 pub mod plan;
@@ -29,16 +29,13 @@ use kube::{Api, Client};
 
 use crate::metrics::Metrics;
 use crate::tls::{self, CertResolver};
-use plan::{Observed, Settings, Step};
+use plan::{Observed, Reason, Settings, Step};
 
 /// Annotation a user sets (any new value) on the Secret to ask for a new CA, through the same
 /// overlapping steps as a scheduled renewal.
 pub const ROTATE_ANNOTATION: &str = "k8s-deputy.io/rotate";
 /// The last `k8s-deputy.io/rotate` value acted on.
 pub const ROTATED_ANNOTATION: &str = "k8s-deputy.io/rotated";
-/// A counter raised by every write of the Secret, copied to the webhook configuration with the
-/// bundle it patches in.
-pub const GENERATION_ANNOTATION: &str = "k8s-deputy.io/tls-generation";
 
 /// The most time between two looks at the Secret and the configuration, events or not.
 const RESYNC_SECS: i64 = 60;
@@ -180,20 +177,25 @@ impl Controller {
         self.serve(secret);
         let observed = observe(secret);
         let name = &self.config.webhook_configuration;
-        let mut configuration = self.configurations.get(name).await.map_err(|err| {
-            tracing::warn!(error = %err, %name, "cannot read the MutatingWebhookConfiguration");
-        })?;
-        if let Some(patched) = self
-            .sync_configuration(&configuration, secret, &observed)
-            .await?
-        {
-            configuration = patched;
-        }
-        let trusts_newest = observed.cas.first().is_some_and(|newest| {
-            bundles(&configuration).iter().all(|bundle| {
-                pki::parse_bundle(bundle)
-                    .iter()
-                    .any(|ca| ca.der == newest.der)
+        // Without the configuration (missing, forbidden, API trouble) the Secret is still filled
+        // or repaired, so that there is something to serve; every other step waits for it.
+        let configuration = match self.configurations.get(name).await {
+            Ok(read) => match self.sync_configuration(&read, secret, &observed).await {
+                Ok(Some(patched)) => Some(patched),
+                Ok(None) | Err(()) => Some(read),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, %name, "cannot read the MutatingWebhookConfiguration");
+                None
+            }
+        };
+        let trusts_newest = configuration.as_ref().is_some_and(|configuration| {
+            observed.cas.first().is_some_and(|newest| {
+                bundles(configuration).iter().all(|bundle| {
+                    pki::parse_bundle(bundle)
+                        .iter()
+                        .any(|ca| ca.der == newest.der)
+                })
             })
         });
         let now = unix_now();
@@ -205,20 +207,21 @@ impl Controller {
             &self.provider,
         )
         .map_err(|err| tracing::error!(error = %err, "cannot mint a certificate"))?;
-        let Step::Write {
-            reason,
-            contents,
-            handles_rotation_request,
-        } = step
-        else {
-            let Step::Wait { until } = step else {
-                unreachable!()
-            };
-            return Ok(Outcome::WaitUntil(until));
+        let (reason, contents, handles_rotation_request) = match step {
+            Step::Wait { until } if configuration.is_none() => {
+                return Ok(Outcome::WaitUntil(until.min(now + RETRY_SECS)))
+            }
+            Step::Wait { until } => return Ok(Outcome::WaitUntil(until)),
+            Step::Write {
+                reason,
+                contents,
+                handles_rotation_request,
+            } => (reason, contents, handles_rotation_request),
         };
-        let generation = generation(secret.metadata.annotations.as_ref())
-            .max(generation(configuration.metadata.annotations.as_ref()))
-            + 1;
+        let nothing_to_serve = matches!(reason, Reason::Initial | Reason::LeafInvalid);
+        if configuration.is_none() && !nothing_to_serve {
+            return Ok(Outcome::WaitUntil(now + RETRY_SECS));
+        }
         let mut new = secret.clone();
         let data = new.data.get_or_insert_with(BTreeMap::new);
         for (key, value) in [
@@ -230,7 +233,6 @@ impl Controller {
             data.insert(key.to_owned(), ByteString(value.into_bytes()));
         }
         let annotations = new.metadata.annotations.get_or_insert_with(BTreeMap::new);
-        annotations.insert(GENERATION_ANNOTATION.to_owned(), generation.to_string());
         if handles_rotation_request {
             if let Some(token) = annotations.get(ROTATE_ANNOTATION).cloned() {
                 annotations.insert(ROTATED_ANNOTATION.to_owned(), token);
@@ -245,7 +247,6 @@ impl Controller {
             Ok(written) => {
                 tracing::info!(
                     reason = reason.as_str(),
-                    generation,
                     secret = %secret_name,
                     "TLS Secret written"
                 );
@@ -314,9 +315,9 @@ impl Controller {
         }
     }
 
-    /// Patches every entry's `caBundle` to the Secret's `ca.crt` when the Secret is newer than
-    /// what the configuration was patched from, or the same but the bundles differ (someone
-    /// edited the configuration). Returns the patched configuration.
+    /// Patches every entry's `caBundle` to the Secret's `ca.crt` where they differ, if the
+    /// Secret is usable and still the latest (re-read: the watch may lag). Returns the patched
+    /// configuration.
     async fn sync_configuration(
         &self,
         configuration: &MutatingWebhookConfiguration,
@@ -327,17 +328,18 @@ impl Controller {
             .cas
             .first()
             .is_some_and(|ca| ca.not_after > unix_now() && pki::key_matches(ca, &observed.ca_key));
-        if !usable {
-            return Ok(None);
-        }
         let bundle = pki::bundle_pem(&observed.cas);
-        let secret_generation = generation(secret.metadata.annotations.as_ref());
-        let configured = generation(configuration.metadata.annotations.as_ref());
-        let differs = bundles(configuration).iter().any(|b| *b != bundle);
-        if secret_generation < configured || (secret_generation == configured && !differs) {
+        if !usable || bundles(configuration).iter().all(|b| *b == bundle) {
             return Ok(None);
         }
-        let Some(patch) = bundle_patch(configuration, &bundle, secret_generation) else {
+        let latest = self.secrets.get(&self.config.secret).await.map_err(|err| {
+            tracing::warn!(error = %err, "cannot re-read the TLS Secret");
+        })?;
+        if latest.metadata.resource_version != secret.metadata.resource_version {
+            // A newer Secret is on its way through the watch; sync from that one.
+            return Ok(None);
+        }
+        let Some(patch) = bundle_patch(configuration, &bundle) else {
             return Ok(None);
         };
         let name = &self.config.webhook_configuration;
@@ -347,12 +349,7 @@ impl Controller {
             .await
         {
             Ok(patched) => {
-                tracing::info!(
-                    %name,
-                    generation = secret_generation,
-                    cas = observed.cas.len(),
-                    "caBundle updated"
-                );
+                tracing::info!(%name, cas = observed.cas.len(), "caBundle updated");
                 Ok(Some(patched))
             }
             Err(err) => {
@@ -408,20 +405,12 @@ fn bundles(configuration: &MutatingWebhookConfiguration) -> Vec<String> {
         .collect()
 }
 
-fn generation(annotations: Option<&BTreeMap<String, String>>) -> u64 {
-    annotations
-        .and_then(|a| a.get(GENERATION_ANNOTATION))
-        .and_then(|g| g.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A JSON Patch that sets every entry's `caBundle` and the generation annotation, applied only
-/// if the configuration is still the one read (`test` of its `resourceVersion`). None if it has
-/// no entries or no `resourceVersion`.
+/// A JSON Patch that sets every entry's `caBundle`, applied only if the configuration is still
+/// the one read (`test` of its `resourceVersion`). None if it has no entries or no
+/// `resourceVersion`.
 fn bundle_patch(
     configuration: &MutatingWebhookConfiguration,
     bundle: &str,
-    generation: u64,
 ) -> Option<json_patch::Patch> {
     let resource_version = configuration.metadata.resource_version.as_ref()?;
     let count = configuration.webhooks.as_ref().map_or(0, Vec::len);
@@ -432,14 +421,6 @@ fn bundle_patch(
     let mut ops = vec![serde_json::json!(
         {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
     )];
-    if configuration.metadata.annotations.is_none() {
-        ops.push(serde_json::json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
-    }
-    ops.push(serde_json::json!({
-        "op": "add",
-        "path": format!("/metadata/annotations/{}", GENERATION_ANNOTATION.replace('/', "~1")),
-        "value": generation.to_string(),
-    }));
     for i in 0..count {
         ops.push(serde_json::json!(
             {"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}
