@@ -1111,6 +1111,109 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
     );
 }
 
+/// The webhook's own Secret (`--tls-secret`) is kept when the manifests are applied again, and
+/// when it is emptied the two replicas refill it exactly once between them (the loser of the race
+/// gets a conflict and follows), the caBundle follows, and Pods are mutated again.
+#[tokio::test]
+async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
+    let node = node!("tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied");
+    let _webhook = WEBHOOK.write().await;
+    let ns = injected_namespace(&node, "ops-refill", &[]).await;
+    let secrets: Api<Secret> = Api::namespaced(node.client.clone(), SYSTEM_NS);
+    let before = tls_secret(&secrets).await;
+    let configured_before = configured_cas(&node).await;
+
+    let overlay =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/overlays/local");
+    node.kubectl_ok(&["apply", "-k", overlay.to_str().unwrap()])
+        .expect("apply the manifests again");
+    let after = tls_secret(&secrets).await;
+    assert_eq!(after.cas, before.cas, "a re-apply keeps the CA");
+    assert_eq!(
+        after.leaf, before.leaf,
+        "a re-apply keeps the serving certificate"
+    );
+    assert_eq!(
+        configured_cas(&node).await,
+        configured_before,
+        "and the caBundle"
+    );
+
+    let pods = webhook_pods(&node).await;
+    let initial_writes = |samples: &[metrics::Sample]| {
+        metrics::sum(
+            samples,
+            "deputy_tls_secret_writes_total",
+            &[("reason", "initial")],
+        )
+    };
+    let mut initial_before = 0.0;
+    for p in &pods {
+        initial_before += initial_writes(
+            &metrics::pod(&node, SYSTEM_NS, p, METRICS_PORT)
+                .await
+                .unwrap(),
+        );
+    }
+    let emptied_at = Instant::now();
+    secrets
+        .patch(
+            TLS_SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": null})),
+        )
+        .await
+        .expect("empty the Secret");
+    let refilled = poll(
+        "the Secret refilled and the caBundle following it",
+        MINUTE,
+        || async {
+            let now = tls_secret(&secrets).await;
+            let configured = configured_cas(&node).await;
+            Ok((now.cas.len() == 1
+                && !now.leaf.is_empty()
+                && configured.iter().all(|b| *b == now.cas))
+            .then_some(now))
+        },
+    )
+    .await
+    .expect("refilled");
+    let refill_time = emptied_at.elapsed();
+    assert_ne!(refilled.cas, before.cas, "a new CA");
+    let probe = ns.pods();
+    poll("a dry-run Pod mutated again", MINUTE, || async {
+        let p = probe
+            .create(
+                &dry_run(),
+                &demo_pod(DemoPod::new("refill", &["/app/deputy-app"])),
+            )
+            .await?;
+        Ok(is_injected(&p).then_some(()))
+    })
+    .await
+    .expect("mutated with the new certificate");
+    let mutated_again = emptied_at.elapsed();
+    let mut initial_after = 0.0;
+    for p in &pods {
+        initial_after += initial_writes(
+            &metrics::pod(&node, SYSTEM_NS, p, METRICS_PORT)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        initial_after - initial_before,
+        1.0,
+        "one replica refilled it, once"
+    );
+    eprintln!(
+        "refill: a re-apply kept the Secret and the caBundle; emptied, it was refilled by one write \
+         and the caBundle followed within {:.1} s; Pods mutated again after {:.1} s",
+        refill_time.as_secs_f64(),
+        mutated_again.as_secs_f64()
+    );
+}
+
 /// Scenario 9: a rolling update of an injected Deployment (2 replicas): the old Pods terminate
 /// through the relay (callback ran, exit 0, no `FailedPreStopHook`), the new ones are injected.
 #[tokio::test]
