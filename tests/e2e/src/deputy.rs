@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{json, Value};
@@ -260,15 +260,7 @@ pub async fn delete_and_watch(pods: &Api<Pod>, name: &str, deadline: Duration) -
                 WatchEvent::Bookmark(_) => continue,
                 WatchEvent::Error(e) => bail!("watching Pod {name}: {e:?}"),
             };
-            if let Some(terminated) = pod
-                .status
-                .and_then(|s| s.container_statuses)
-                .unwrap_or_default()
-                .into_iter()
-                .find(|c| c.name == "app")
-                .and_then(|c| c.state)
-                .and_then(|s| s.terminated)
-            {
+            if let Some(terminated) = terminated_state(pod, "app") {
                 exit_code = Some(terminated.exit_code);
                 reason = terminated.reason;
             }
@@ -287,6 +279,17 @@ pub async fn delete_and_watch(pods: &Api<Pod>, name: &str, deadline: Duration) -
         exit_code,
         reason,
     })
+}
+
+/// The `terminated` state of a container of the Pod, if the API holds one.
+pub fn terminated_state(pod: Pod, container: &str) -> Option<ContainerStateTerminated> {
+    pod.status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.state)
+        .and_then(|s| s.terminated)
 }
 
 /// The reasons of the events recorded about a Pod, oldest first.

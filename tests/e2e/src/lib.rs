@@ -7,6 +7,7 @@
 
 pub mod deputy;
 pub mod metrics;
+pub mod test_webhook;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

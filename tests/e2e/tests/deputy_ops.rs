@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use deputy_e2e::deputy::{
-    annotation, demo_pod, line_index, require_deputy, show, termination_events, DemoPod,
-    LogFollower, INJECTED_RESTRICTED, INJECT_LABEL, STATUS_ANNOTATION,
+    annotation, demo_pod, line_index, require_deputy, show, terminated_state, termination_events,
+    DemoPod, LogFollower, INJECTED_RESTRICTED, INJECT_LABEL, STATUS_ANNOTATION,
 };
 use deputy_e2e::metrics::{self, Histogram};
-use deputy_e2e::{pod, poll, unique, wait_running, Node, TestNamespace, BUSYBOX, TOOL};
+use deputy_e2e::test_webhook::{self, DeleteOnDrop};
+use deputy_e2e::{poll, unique, wait_running, Node, TestNamespace, BUSYBOX};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
@@ -290,83 +291,6 @@ async fn existing_prestop_is_left_untouched_and_kubectl_prints_the_warning() {
     }
 }
 
-/// A test webhook (the suite's tool image) behind a Service in `ns`, serving a certificate for
-/// the Service's name; returns the CA's PEM for the `caBundle`.
-async fn serve_test_webhook(node: &Node, ns: &TestNamespace, args: &[&str]) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "deputy-e2e adder CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec![format!("e2e-adder.{}.svc", ns.name)])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "adder-tls"}, "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(node.client.clone(), &ns.name)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let mut all = vec![
-        "webhook",
-        "--cert",
-        "/tls/tls.crt",
-        "--key",
-        "/tls/tls.key",
-        "--port",
-        "8443",
-    ];
-    all.extend_from_slice(args);
-    let server = pod(json!({
-        "metadata": {"name": "adder", "labels": {"app": "e2e-adder"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "webhook", "image": TOOL, "imagePullPolicy": "Never", "args": all,
-                "ports": [{"containerPort": 8443}],
-                "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]
-            }],
-            "volumes": [{"name": "tls", "secret": {"secretName": "adder-tls"}}]
-        }
-    }));
-    ns.pods()
-        .create(&PostParams::default(), &server)
-        .await
-        .unwrap();
-    let svc: Service = serde_json::from_value(json!({
-        "metadata": {"name": "e2e-adder"},
-        "spec": {"selector": {"app": "e2e-adder"}, "ports": [{"port": 443, "targetPort": 8443}]}
-    }))
-    .unwrap();
-    Api::<Service>::namespaced(node.client.clone(), &ns.name)
-        .create(&PostParams::default(), &svc)
-        .await
-        .unwrap();
-    wait_running(&ns.pods(), "adder", MINUTE)
-        .await
-        .expect("the test webhook runs");
-    ca.pem()
-}
-
-/// Deletes a cluster-scoped object when dropped, so a failed test leaves no webhook behind.
-struct DeleteOnDrop<'a>(&'a Node, &'static str, String);
-
-impl Drop for DeleteOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .kubectl(&["delete", self.1, &self.2, "--ignore-not-found"]);
-    }
-}
-
 /// Scenario 6: a second mutating webhook adds a container `added-later`; both webhooks have
 /// `reinvocationPolicy: IfNeeded`. The API server calls configurations in the order of their
 /// names, so the test runs both orders (`a-...` before `deputy-webhook`, `z-...` after it).
@@ -388,7 +312,7 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
     )
     .await;
     let add = format!("added-later={BUSYBOX}");
-    let ca = serve_test_webhook(&node, &server_ns, &["--add-container", &add]).await;
+    let ca = test_webhook::serve(&node, &server_ns, "adder", &["--add-container", &add]).await;
     let configs: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
     let pods = ns.pods();
 
@@ -1338,15 +1262,7 @@ async fn rolling_update_terminates_old_pods_gracefully_and_injects_the_new_ones(
             if !watch_names.contains(&name) {
                 continue;
             }
-            if let Some(t) = pod
-                .status
-                .and_then(|s| s.container_statuses)
-                .unwrap_or_default()
-                .into_iter()
-                .find(|c| c.name == "app")
-                .and_then(|c| c.state)
-                .and_then(|s| s.terminated)
-            {
+            if let Some(t) = terminated_state(pod, "app") {
                 exits.insert(name.clone(), Some(t.exit_code));
             }
             if deleted {

@@ -7,12 +7,13 @@
 
 use std::time::Duration;
 
+use deputy_e2e::test_webhook::{self, DeleteOnDrop};
 use deputy_e2e::{
     pod, poll, read_events, uptime, wait_gone, wait_running, Node, BUSYBOX, K8S_VERSION, TOOL,
 };
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
@@ -500,60 +501,8 @@ async fn mutating_webhook_behind_a_service_patches_stored_pods() {
         )
         .await;
 
-    // A CA and a serving certificate for the Service's DNS name, made by the test.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "deputy-e2e webhook CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let dns = format!("e2e-webhook.{}.svc", ns.name);
-    let cert = rcgen::CertificateParams::new(vec![dns.clone()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "webhook-tls"}, "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(node.client.clone(), &ns.name)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-    let server = pod(serde_json::json!({
-        "metadata": {"name": "webhook", "labels": {"app": "e2e-webhook"}},
-        "spec": {
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "webhook", "image": TOOL, "imagePullPolicy": "Never",
-                "args": ["webhook", "--cert", "/tls/tls.crt", "--key", "/tls/tls.key", "--port", "8443"],
-                "ports": [{"containerPort": 8443}],
-                "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
-                "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]
-            }],
-            "volumes": [{"name": "tls", "secret": {"secretName": "webhook-tls"}}]
-        }
-    }));
-    ns.pods()
-        .create(&PostParams::default(), &server)
-        .await
-        .unwrap();
-    let svc: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "e2e-webhook"},
-        "spec": {"selector": {"app": "e2e-webhook"}, "ports": [{"port": 443, "targetPort": 8443}]}
-    }))
-    .unwrap();
-    Api::<Service>::namespaced(node.client.clone(), &ns.name)
-        .create(&PostParams::default(), &svc)
-        .await
-        .unwrap();
-    wait_running(&ns.pods(), "webhook", MINUTE)
-        .await
-        .expect("webhook Pod runs");
+    // The tool's webhook behind the Service e2e-webhook, with a CA made by the test.
+    let ca_pem = test_webhook::serve(&node, &ns, "webhook", &[]).await;
 
     let config_name = format!("e2e-{}", ns.name);
     let config: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
@@ -562,7 +511,7 @@ async fn mutating_webhook_behind_a_service_patches_stored_pods() {
             "name": "mutate.e2e.k8s-deputy.io",
             "clientConfig": {
                 "service": {"namespace": ns.name, "name": "e2e-webhook", "path": "/mutate", "port": 443},
-                "caBundle": base64_encode(ca.pem().as_bytes()),
+                "caBundle": base64_encode(ca_pem.as_bytes()),
             },
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
             "namespaceSelector": {"matchLabels": {"e2e.k8s-deputy.io/webhook": target_label}},
@@ -680,15 +629,4 @@ async fn restricted_pod_security_rejects_a_privileged_pod() {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Deletes a cluster-scoped object when dropped, so a failed test leaves no webhook behind.
-struct DeleteOnDrop<'a>(&'a Node, &'static str, String);
-
-impl Drop for DeleteOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .kubectl(&["delete", self.1, &self.2, "--ignore-not-found"]);
-    }
 }
