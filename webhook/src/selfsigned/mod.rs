@@ -141,7 +141,10 @@ impl Controller {
                         secret = %self.config.secret,
                         "watching the TLS Secret (retrying with backoff)"
                     ),
-                    None => return,
+                    None => {
+                        tracing::error!("the TLS Secret's watch ended: no more rotation");
+                        return;
+                    }
                 },
                 () = tokio::time::sleep_until(wake) => {
                     let at = match &latest {
@@ -433,4 +436,77 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configuration() -> MutatingWebhookConfiguration {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "deputy-webhook",
+                "resourceVersion": "42",
+            },
+            "webhooks": [
+                {"name": "one.k8s-deputy.io", "clientConfig": {}, "admissionReviewVersions": ["v1"], "sideEffects": "None"},
+                {"name": "two.k8s-deputy.io", "clientConfig": {"caBundle": "b2xk"}, "admissionReviewVersions": ["v1"], "sideEffects": "None"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_bundle_patch_tests_the_version_read_and_sets_every_entry() {
+        let config = configuration();
+        let patch = bundle_patch(&config, "PEM").expect("a patch");
+        let ops = serde_json::to_value(&patch).unwrap();
+        assert_eq!(
+            ops,
+            serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "42"},
+                {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "UEVN"},
+                {"op": "add", "path": "/webhooks/1/clientConfig/caBundle", "value": "UEVN"}
+            ])
+        );
+        // Applied to the configuration as the API server would: both bundles set, nothing else.
+        let mut doc = serde_json::to_value(&config).unwrap();
+        json_patch::patch(&mut doc, &patch).unwrap();
+        let patched: MutatingWebhookConfiguration = serde_json::from_value(doc).unwrap();
+        assert_eq!(bundles(&patched), vec!["PEM".to_owned(), "PEM".to_owned()]);
+        // A configuration changed since it was read fails the test operation.
+        let mut newer = serde_json::to_value(&config).unwrap();
+        newer["metadata"]["resourceVersion"] = "43".into();
+        assert!(json_patch::patch(&mut newer, &patch).is_err());
+    }
+
+    #[test]
+    fn no_patch_without_entries_or_resource_version() {
+        let mut config = configuration();
+        config.webhooks = Some(Vec::new());
+        assert!(bundle_patch(&config, "PEM").is_none());
+        let mut config = configuration();
+        config.metadata.resource_version = None;
+        assert!(bundle_patch(&config, "PEM").is_none());
+    }
+
+    #[test]
+    fn a_rotation_request_is_pending_until_marked_handled() {
+        let secret = |annotations: serde_json::Value| -> Secret {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "tls", "annotations": annotations},
+                "data": {"tls.crt": "", "ca.key": "a2V5"}
+            }))
+            .unwrap()
+        };
+        assert!(!observe(&secret(serde_json::json!({}))).rotation_requested);
+        let requested = observe(&secret(serde_json::json!({ROTATE_ANNOTATION: "1"})));
+        assert!(requested.rotation_requested);
+        assert_eq!(requested.ca_key, "key");
+        assert!(requested.leaf.is_none(), "an empty tls.crt is no pair");
+        let handled = serde_json::json!({ROTATE_ANNOTATION: "1", ROTATED_ANNOTATION: "1"});
+        assert!(!observe(&secret(handled)).rotation_requested);
+        let again = serde_json::json!({ROTATE_ANNOTATION: "2", ROTATED_ANNOTATION: "1"});
+        assert!(observe(&secret(again)).rotation_requested);
+    }
 }
