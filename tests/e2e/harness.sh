@@ -10,6 +10,10 @@
 #   harness.sh build    only build or reuse the binaries and images
 #   harness.sh image NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]
 #                       write an OCI image from a directory and import it into the running node
+#   harness.sh cert-manager up|down
+#                       build or reuse cert-manager, apply its CRDs and run its controller and
+#                       cainjector on the running node (`test` does this); down stops them and
+#                       deletes the CRDs (`down` of the node stops them too)
 #
 # The node lives in its own network namespace joined to the host by a veth pair; every
 # address comes from 198.18.0.0/15 (RFC 2544, reserved for network tests). The daemons run in
@@ -23,6 +27,9 @@ ETCD_VERSION=v3.6.4
 CACHE_DIR=${E2E_CACHE_DIR:-$HOME/.cache/k8s-deputy}
 K8S_BIN=$CACHE_DIR/k8s-$K8S_VERSION
 ETCD_BIN=$CACHE_DIR/etcd-$ETCD_VERSION
+# cert-manager: the version its wrapper module requires (tests/e2e/cert-manager/go.mod).
+CM_VERSION=$(awk '$1 == "github.com/cert-manager/cert-manager" {print $2}' "$E2E_DIR/cert-manager/go.mod")
+CM_BIN=$CACHE_DIR/cert-manager-$CM_VERSION
 IMG_CACHE=$CACHE_DIR/images
 STATE=${E2E_STATE_DIR:-/var/lib/k8s-deputy-e2e}
 LAST_LOGS=$CACHE_DIR/last-run-logs
@@ -63,6 +70,8 @@ CTRD=$STATE/containerd
 CTRD_SOCK=$CTRD/containerd.sock
 # Start order; down stops them in reverse.
 DAEMONS=(etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy)
+# Started on demand (harness.sh cert-manager up, and test); stopped first by down.
+CM_DAEMONS=(cert-manager-controller cert-manager-cainjector)
 
 log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -723,7 +732,7 @@ our_processes() {
 	for p in /proc/[0-9]*; do
 		exe=$(readlink "$p/exe" 2>/dev/null) || continue
 		cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-		if [[ $exe == "$K8S_BIN/"* || $exe == "$ETCD_BIN/"* || $cmd == *"$STATE/"* ]] ||
+		if [[ $exe == "$K8S_BIN/"* || $exe == "$ETCD_BIN/"* || $exe == "$CM_BIN/"* || $cmd == *"$STATE/"* ]] ||
 			grep -q ":/$CGROUP_ROOT/" "$p/cgroup" 2>/dev/null; then
 			echo "${p#/proc/} $cmd"
 		fi
@@ -769,6 +778,7 @@ do_down() {
 	[[ -f $STATE/host/paths.created ]] && created=$(cat "$STATE/host/paths.created")
 	[[ -f $STATE/host/snapshot ]] && snapshot=$(cat "$STATE/host/snapshot")
 	if [[ -d $STATE ]]; then
+		cert_manager_stop
 		[[ -x $STATE/kubectl && -f $STATE/kubeconfig ]] && delete_workloads
 		remove_runtime_state
 		local i
@@ -864,6 +874,73 @@ cmd_test() {
 	return "$rc"
 }
 
+# ---------------------------------------------------------------- cert-manager
+
+# cert_manager_up: builds or reuses cert-manager, applies its CRDs and starts its controller and
+# cainjector as host processes in the node's network namespace (as the Kubernetes daemons run).
+# Idempotent; a failure stops what it started.
+cert_manager_up() {
+	if ! { [[ -d $STATE ]] && is_up; }; then die "no node runs (make e2e-up first)"; fi
+	build_cert_manager
+	if alive cert-manager-controller && alive cert-manager-cainjector; then
+		log "cert-manager $CM_VERSION already runs"
+		return 0
+	fi
+	local t0=$SECONDS
+	trap 'rc=$?; trap - EXIT INT TERM; if [[ $rc != 0 ]]; then log "cert-manager up failed (exit $rc); stopping it"; cert_manager_stop; fi; exit $rc' EXIT
+	trap 'exit 130' INT TERM
+	cert_manager_stop
+	kubectl apply --server-side --force-conflicts -f "$CM_BIN/crds.yaml" >/dev/null ||
+		die "applying cert-manager's CRDs failed"
+	kubectl wait --for=condition=Established --timeout=60s -f "$CM_BIN/crds.yaml" >/dev/null ||
+		die "cert-manager's CRDs were not established within 60 s"
+	# A test daemon, so a client certificate of the harness CA in system:masters (cluster
+	# admin) stands in for upstream's ServiceAccounts and ClusterRoles.
+	[[ -f $PKI/cert-manager.crt ]] || cert cert-manager cert-manager system:masters
+	kubeconfig "$STATE/cert-manager.kubeconfig" cert-manager
+	# Logs are appended to: only lines after this start count as signs of readiness.
+	local c=$LOGS/cert-manager-controller.log i=$LOGS/cert-manager-cainjector.log nc ni
+	nc=$(wc -l 2>/dev/null <"$c" || echo 0) ni=$(wc -l 2>/dev/null <"$i" || echo 0)
+	start cert-manager-controller "$CM_BIN/cert-manager-e2e" controller --kubeconfig "$STATE/cert-manager.kubeconfig" --v=2
+	start cert-manager-cainjector "$CM_BIN/cert-manager-e2e" cainjector --kubeconfig "$STATE/cert-manager.kubeconfig" --v=2
+	wait_for "cert-manager's controller to list Certificates" 60 cert-manager-controller \
+		log_since "$c" "$nc" 'Caches populated" type="\*v1.Certificate"'
+	wait_for "cert-manager's cainjector to start its workers" 60 cert-manager-cainjector \
+		log_since "$i" "$ni" '"Starting workers" controller="mutatingwebhookconfiguration"'
+	trap - EXIT INT TERM
+	log "cert-manager $CM_VERSION runs ($((SECONDS - t0)) s after the binary was ready); logs in $LOGS/cert-manager-*.log"
+}
+
+# log_since FILE LINES PATTERN: PATTERN (grep) occurs in FILE after its first LINES lines.
+log_since() { tail -n +"$(($2 + 1))" "$1" | grep -q "$3"; }
+
+# cert_manager_stop: stops the daemons by their recorded PIDs.
+cert_manager_stop() {
+	local d
+	for d in "${CM_DAEMONS[@]}"; do stop "$d"; done
+}
+
+cmd_cert_manager() {
+	[[ $(id -u) == 0 ]] || die "cert-manager needs root (it runs in the node's network namespace)"
+	case ${1:-} in
+	up)
+		lock
+		cert_manager_up
+		;;
+	down)
+		lock
+		cert_manager_stop
+		if [[ -d $STATE ]] && is_up && [[ -f $CM_BIN/crds.yaml ]]; then
+			# Deleting the CRDs deletes every cert-manager object left on the node.
+			kubectl delete --ignore-not-found --timeout=60s -f "$CM_BIN/crds.yaml" >/dev/null ||
+				die "deleting cert-manager's CRDs failed"
+			log "deleted cert-manager's CRDs"
+		fi
+		;;
+	*) die "usage: harness.sh cert-manager up|down" ;;
+	esac
+}
+
 # deploy_deputy: builds and imports k8s-deputy's images and deploys manifests/overlays/local
 # (idempotent: re-running converges, rolls the webhook and waits until a dry-run Pod is mutated).
 deploy_deputy() {
@@ -909,6 +986,10 @@ main() {
 	test) cmd_test ;;
 	status) cmd_status ;;
 	build) cmd_build ;;
+	cert-manager)
+		shift
+		cmd_cert_manager "$@"
+		;;
 	deps) ensure_prereqs ;;
 	image)
 		shift
