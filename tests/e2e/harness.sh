@@ -839,7 +839,7 @@ cmd_test() {
 		printf '%s\n' "$missing" >&2
 		log "SKIPPING the e2e suite: the node cannot run on this machine (see above)"
 		command -v cargo >/dev/null || die "missing: cargo, so not even the skipping tests can run"
-		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test deputy --test deputy_ops)
+		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test cert_manager --test deputy --test deputy_ops)
 		return 0
 	fi
 	[[ -z ${missing:-} ]] || printf '%s\n' "$missing" >&2
@@ -852,20 +852,32 @@ cmd_test() {
 	fi
 	test_images
 	deploy_deputy
+	local t_cm=$SECONDS
+	# In a subshell: the lock is released after, and a failure stops what it started.
+	(
+		lock
+		cert_manager_up
+	)
+	log "cert-manager ready for tests/cert_manager.rs in $((SECONDS - t_cm)) s (build or reuse, CRDs, start)"
 	log "running the e2e suite against $kc"
-	# tests/node.rs proves the node; tests/deputy.rs proves k8s-deputy on it; tests/deputy_ops.rs
-	# its operation (skips, reinvocation, outage, certificate rotation, rolling update, benchmark).
-	# All run, whatever the first says; the measured figures (`deletion:`, `rotation:`, `rollout:`,
-	# `bench:` lines) are repeated at the end.
+	# tests/node.rs proves the node; tests/manifests.rs and tests/cert_manager.rs the manifests
+	# (the cert-manager overlay with cert-manager running); tests/deputy.rs proves k8s-deputy on
+	# it; tests/deputy_ops.rs its operation (skips, reinvocation, outage, certificate rotation,
+	# rolling update, benchmark). All run, whatever the first says; the measured figures
+	# (`cert-manager:`, `deletion:`, `rotation:`, `rollout:`, `bench:` lines) are repeated at the end.
 	local out rc=0
 	out=$(mktemp)
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output) || rc=$?
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test manifests -- --show-output) || rc=$?
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test cert_manager -- --show-output) 2>&1 |
+		tee -a "$out" || rc=$?
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) 2>&1 |
-		tee "$out" || rc=$?
+		tee -a "$out" || rc=$?
 	# The tests that take the webhook down or rotate its certificate lock out the others themselves.
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy_ops -- --test-threads=4 --show-output) 2>&1 |
 		tee -a "$out" || rc=$?
+	log "the cert-manager overlay, measured by tests/cert_manager.rs:"
+	grep '^cert-manager:' "$out" >&2 || true
 	log "Pod deletion times measured by tests/deputy.rs:"
 	grep '^deletion' "$out" | sort >&2 || true
 	log "figures measured by tests/deputy_ops.rs:"

@@ -102,6 +102,32 @@ impl Node {
         })
     }
 
+    /// Runs the node's `kubectl` with `args` and `input` on its standard input (`-f -`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> Result<KubectlOutput> {
+        use std::io::Write;
+        let mut child = Command::new(self.state_dir.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run the node's kubectl")?;
+        child
+            .stdin
+            .take()
+            .context("kubectl's standard input")?
+            .write_all(input.as_bytes())
+            .context("cannot write to kubectl's standard input")?;
+        let out = child.wait_with_output().context("kubectl did not finish")?;
+        Ok(KubectlOutput {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
     /// Like [`Node::kubectl`], but a non-zero exit is an error carrying stderr.
     pub fn kubectl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;

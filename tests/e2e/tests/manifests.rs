@@ -1,8 +1,9 @@
 //! Every kustomization under `manifests/` renders, and the API server accepts what it renders
 //! (server-side dry run, so nothing is changed): the base and the local overlay whole, the
-//! cert-manager overlay without cert-manager's own kinds (no cert-manager runs on the node; their
-//! rendered fields are checked instead), and the replacements that keep references right when an
-//! overlay renames the namespace and adds a name prefix.
+//! cert-manager overlay without cert-manager's own kinds (their CRDs need not be there; their
+//! rendered fields are checked instead, and tests/cert_manager.rs applies the whole overlay with
+//! cert-manager running), and the replacements that keep references right when an overlay renames
+//! the namespace and adds a name prefix.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,30 +21,15 @@ fn render(node: &Node, dir: &Path) -> String {
 
 /// Server-side dry run of a multi-document YAML through the node's kubectl.
 fn dry_run(node: &Node, yaml: &str) -> String {
-    let mut child = Command::new(node.state_dir.join("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&node.kubeconfig)
-        .args(["apply", "--dry-run=server", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+    let out = node
+        .kubectl_with_input(&["apply", "--dry-run=server", "-f", "-"], yaml)
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        out.status.success(),
+        out.success,
         "the API server refused the manifests:\n{}\n{yaml}",
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
     );
-    text
+    out.stdout
 }
 
 /// Renders an overlay after setting `namespace: other-ns` and `namePrefix: acme-` in its own
