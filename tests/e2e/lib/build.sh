@@ -72,7 +72,7 @@ build_cert_manager() {
 		log "reusing cert-manager $CM_VERSION in $CM_BIN"
 		return 0
 	fi
-	log "building cert-manager $CM_VERSION (controller, cainjector) into $CM_BIN; cold (empty Go caches) this takes about 3 min on 2 cores"
+	log "building cert-manager $CM_VERSION (controller, cainjector) into $CM_BIN; cold (empty Go caches) this takes about 2 min on 2 cores"
 	local t0=$SECONDS dir f
 	rm -rf "$CM_BIN.tmp" && mkdir -p "$CM_BIN.tmp"
 	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0 nice -n 10 \
