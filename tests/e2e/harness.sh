@@ -87,7 +87,7 @@ source "$E2E_DIR/lib/build.sh"
 # Says exactly what is missing; installs the Debian packages when it can (root + apt).
 ensure_prereqs() {
 	[[ $(id -u) == 0 ]] || die "the e2e node needs root (it creates a network namespace, cgroups and mounts); missing: root"
-	command -v go >/dev/null || die "missing: Go (>= 1.24) on PATH, needed to build Kubernetes $K8S_VERSION from its modules"
+	command -v go >/dev/null || die "missing: Go (>= 1.26) on PATH, needed to build Kubernetes $K8S_VERSION and cert-manager from their modules"
 	local need=() p
 	for p in "${APT_PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
