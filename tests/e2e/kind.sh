@@ -5,8 +5,8 @@
 #   tests/e2e/kind.sh up      create the kind cluster (node image kindest/node:$KIND_NODE_VERSION)
 #   tests/e2e/kind.sh images  build the project's images with Docker (images/*.Dockerfile) and the
 #                             suite's busybox and tool images, and load them into the cluster
-#   tests/e2e/kind.sh test    up + images, deploy k8s-deputy (scripts/e2e-deploy.sh with
-#                             DEPUTY_CLUSTER=kind), run the suite (tests/node.rs, tests/deputy*.rs)
+#   tests/e2e/kind.sh test    up + images + cert-manager (its release manifest), deploy k8s-deputy
+#                             (scripts/e2e-deploy.sh with DEPUTY_CLUSTER=kind), run the suite
 #   tests/e2e/kind.sh down    delete the cluster
 #
 # In GitHub Actions: on ubuntu-latest (Docker is there), install kind (`go install
@@ -56,9 +56,20 @@ cmd_images() {
 	done
 }
 
+# cert-manager for tests/cert_manager.rs: its release manifest (kind machines reach GitHub; ours
+# build it from its Go module instead, harness.sh cert-manager up).
+CERT_MANAGER_VERSION=${CERT_MANAGER_VERSION:-v1.21.2}
+cmd_cert_manager() {
+	log "installing cert-manager $CERT_MANAGER_VERSION"
+	kubectl apply -f "https://github.com/cert-manager/cert-manager/releases/download/$CERT_MANAGER_VERSION/cert-manager.yaml" >&2
+	kubectl -n cert-manager rollout status deployment/cert-manager deployment/cert-manager-cainjector \
+		deployment/cert-manager-webhook --timeout=180s >&2
+}
+
 cmd_test() {
 	cmd_up >/dev/null
 	cmd_images
+	cmd_cert_manager
 	DEPUTY_CLUSTER=kind scripts/e2e-deploy.sh >/dev/null
 	(cd tests/e2e && E2E_REQUIRED=1 cargo test --tests -- --test-threads=3)
 }

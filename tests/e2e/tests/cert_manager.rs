@@ -33,22 +33,10 @@ const TLS_SECRET: &str = "deputy-webhook-tls";
 /// What is missing for this test, if anything: cert-manager's processes, its CRDs, or the
 /// k8s-deputy images (`make e2e-deploy` imports them and deploys deputy-system).
 async fn missing_part(node: &Node) -> Option<String> {
-    for daemon in DAEMONS {
-        let pid_file = node.state_dir.join("pids").join(format!("{daemon}.pid"));
-        let alive = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
-            // The state follows the command name in parentheses; Z is exited, not yet reaped.
-            .and_then(|stat| {
-                stat.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim().to_owned())
-            })
-            .is_some_and(|rest| !rest.starts_with('Z'));
-        if !alive {
-            return Some(format!(
-                "cert-manager is not running: {daemon} has no live PID in {}",
-                pid_file.display()
-            ));
+    if let Some(why) = harness_daemons_missing(node) {
+        // On kind (tests/e2e/kind.sh), cert-manager runs in the cluster from its release manifest.
+        if !in_cluster_cert_manager_available(node).await {
+            return Some(why);
         }
     }
     if !node
@@ -72,6 +60,48 @@ async fn missing_part(node: &Node) -> Option<String> {
         );
     }
     None
+}
+
+/// Why the processes `harness.sh cert-manager up` starts are not running, if they are not.
+fn harness_daemons_missing(node: &Node) -> Option<String> {
+    for daemon in DAEMONS {
+        let pid_file = node.state_dir.join("pids").join(format!("{daemon}.pid"));
+        let alive = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).ok())
+            // The state follows the command name in parentheses; Z is exited, not yet reaped.
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim().to_owned())
+            })
+            .is_some_and(|rest| !rest.starts_with('Z'));
+        if !alive {
+            return Some(format!(
+                "cert-manager is not running: {daemon} has no live PID in {}",
+                pid_file.display()
+            ));
+        }
+    }
+    None
+}
+
+/// Whether cert-manager's controller and CA injector run in the cluster (namespace
+/// `cert-manager`, as its release manifest installs them), each with an available replica.
+async fn in_cluster_cert_manager_available(node: &Node) -> bool {
+    let deployments = Api::<Deployment>::namespaced(node.client.clone(), "cert-manager");
+    for name in ["cert-manager", "cert-manager-cainjector"] {
+        let available = deployments
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.status?.available_replicas)
+            .unwrap_or(0);
+        if available == 0 {
+            return false;
+        }
+    }
+    true
 }
 
 /// Connects to the node and checks cert-manager runs there, or skips loudly naming what is
