@@ -200,6 +200,19 @@ impl TlsSecretArgs {
         let (Some(webhook_configuration), Some(service)) = (webhook_configuration, service) else {
             anyhow::bail!("--tls-secret needs --webhook-configuration and --service");
         };
+        for (flag, value) in [("--service", service.as_str()), ("--namespace", namespace)] {
+            if !is_dns_label(value) {
+                anyhow::bail!(
+                    "{flag} {value:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
+                );
+            }
+        }
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        if ca_validity > CENTURY || cert_validity.is_zero() {
+            anyhow::bail!(
+                "--ca-validity must be at most 100 years and --cert-validity more than 0s"
+            );
+        }
         if cert_validity > ca_validity {
             anyhow::bail!(
                 "--cert-validity ({}) must not exceed --ca-validity ({})",
@@ -207,7 +220,11 @@ impl TlsSecretArgs {
                 humantime::format_duration(ca_validity)
             );
         }
-        if rotation_overlap.is_zero() || rotation_overlap * 6 > cert_validity {
+        if rotation_overlap.is_zero()
+            || rotation_overlap
+                .checked_mul(6)
+                .is_none_or(|six| six > cert_validity)
+        {
             anyhow::bail!(
                 "--rotation-overlap ({}) must be more than 0s and at most a sixth of --cert-validity ({})",
                 humantime::format_duration(rotation_overlap),
@@ -232,6 +249,17 @@ impl TlsSecretArgs {
             },
         }))
     }
+}
+
+/// An RFC 1123 label, as Service and namespace names are.
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// The injection settings shared by `serve` and `inject`.

@@ -200,7 +200,22 @@ const TLS_SECRET_SERVE: [&str; 11] = [
 
 #[test]
 fn tls_secret_flags_are_checked_before_anything_runs() {
-    let cases: [(&[&str], &[&str], &str); 5] = [
+    let cases: [(&[&str], &[&str], &str); 8] = [
+        (
+            &TLS_SECRET_SERVE[..7],
+            &["--service", "", "--namespace", "n"],
+            "--service \"\" is not a DNS label",
+        ),
+        (
+            &TLS_SECRET_SERVE[..9],
+            &["--namespace", "Bad_NS"],
+            "--namespace \"Bad_NS\" is not a DNS label",
+        ),
+        (
+            &TLS_SECRET_SERVE,
+            &["--rotation-overlap", "500000000000y"],
+            "at most a sixth",
+        ),
         (&TLS_SECRET_SERVE[..5], &[], "--webhook-configuration"),
         (&TLS_SECRET_SERVE[..9], &[], "--namespace"),
         (

@@ -15,7 +15,7 @@ pub mod plan;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -26,6 +26,7 @@ use k8s_openapi::ByteString;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, Client};
+use rustls_pki_types::CertificateDer;
 
 use crate::metrics::Metrics;
 use crate::tls::{self, CertResolver};
@@ -55,8 +56,10 @@ pub struct TlsSecretConfig {
     pub settings: Settings,
 }
 
-/// Connects to the API server (in-cluster or `$KUBECONFIG`) and starts the controller on its own
-/// thread; returns once connected, so that a Pod without API access fails at start, visibly.
+/// Loads the API client's configuration (in-cluster service account or `$KUBECONFIG`) and starts
+/// the controller on its own thread. Without credentials it fails at start, visibly; an API server
+/// that cannot be reached yet is retried with backoff (and the server stays unready until a pair
+/// is loaded).
 pub fn start(
     config: TlsSecretConfig,
     resolver: Arc<CertResolver>,
@@ -94,6 +97,10 @@ pub fn start(
                 metrics,
                 provider: tls::provider(),
                 last_refused: None,
+                trust_seen: None,
+                leaf_seen: None,
+                last_complaint: None,
+                complained: false,
             };
             runtime.block_on(controller.run());
         })
@@ -111,6 +118,14 @@ struct Controller {
     metrics: Arc<Metrics>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     last_refused: Option<(Vec<u8>, Vec<u8>)>,
+    /// Since when the configuration has trusted this CA (the newest), as this replica saw it.
+    trust_seen: Option<(CertificateDer<'static>, Instant)>,
+    /// Since when the Secret has held this serving certificate, as this replica saw it.
+    leaf_seen: Option<(String, Instant)>,
+    /// The last failure logged as a warning, so that a repeating one is not.
+    last_complaint: Option<String>,
+    /// Whether the current look logged a failure.
+    complained: bool,
 }
 
 /// What one look ended with.
@@ -142,8 +157,10 @@ impl Controller {
                         "watching the TLS Secret (retrying with backoff)"
                     ),
                     None => {
-                        tracing::error!("the TLS Secret's watch ended: no more rotation");
-                        return;
+                        // Not expected (the watch retries with backoff): without it nothing would
+                        // rotate, so exit and let the kubelet restart the container.
+                        tracing::error!("the TLS Secret's watch ended; exiting");
+                        std::process::exit(1);
                     }
                 },
                 () = tokio::time::sleep_until(wake) => {
@@ -158,7 +175,7 @@ impl Controller {
                             );
                             unix_now() + RESYNC_SECS
                         }
-                        Some(Some(secret)) => match self.reconcile(secret).await {
+                        Some(Some(secret)) => match self.look(secret).await {
                             Ok(Outcome::Written(written)) => {
                                 latest = Some(Some(*written));
                                 unix_now()
@@ -172,6 +189,16 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// [`Self::reconcile`], forgetting the last failure when this look logged none.
+    async fn look(&mut self, secret: &Secret) -> Result<Outcome, ()> {
+        self.complained = false;
+        let outcome = self.reconcile(secret).await;
+        if !self.complained {
+            self.last_complaint = None;
+        }
+        outcome
     }
 
     /// One look: serve what the Secret holds, sync the configuration, take the next step.
@@ -188,28 +215,18 @@ impl Controller {
                 Ok(None) | Err(()) => Some(read),
             },
             Err(err) => {
-                tracing::warn!(error = %err, %name, "cannot read the MutatingWebhookConfiguration");
+                self.complain("cannot read the MutatingWebhookConfiguration", &err);
                 None
             }
         };
-        let trusts_newest = configuration.as_ref().is_some_and(|configuration| {
-            observed.cas.first().is_some_and(|newest| {
-                bundles(configuration).iter().all(|bundle| {
-                    pki::parse_bundle(bundle)
-                        .iter()
-                        .any(|ca| ca.der == newest.der)
-                })
-            })
-        });
+        let newest = observed.cas.first().map(|ca| ca.der.clone());
+        let trusted = configuration
+            .as_ref()
+            .is_some_and(|c| trusts(c, newest.as_ref()));
+        let seen = self.seen(trusted.then_some(newest).flatten(), &observed);
         let now = unix_now();
-        let step = plan::next_step(
-            &observed,
-            trusts_newest,
-            now,
-            &self.config.settings,
-            &self.provider,
-        )
-        .map_err(|err| tracing::error!(error = %err, "cannot mint a certificate"))?;
+        let step = plan::next_step(&observed, seen, now, &self.config.settings, &self.provider)
+            .map_err(|err| self.complain("cannot mint a certificate", &err))?;
         let (reason, contents, handles_rotation_request) = match step {
             Step::Wait { until } if configuration.is_none() => {
                 return Ok(Outcome::WaitUntil(until.min(now + RETRY_SECS)))
@@ -264,9 +281,55 @@ impl Controller {
                 Ok(Outcome::WaitUntil(unix_now() + 1))
             }
             Err(err) => {
-                tracing::warn!(error = %err, reason = reason.as_str(), "cannot write the TLS Secret");
+                self.complain("cannot write the TLS Secret", &err);
                 Err(())
             }
+        }
+    }
+
+    /// Logs a failure as a warning the first time, and at debug level while it repeats (the
+    /// controller retries every few seconds); a look that ends well forgets it.
+    fn complain(&mut self, context: &'static str, err: &dyn std::fmt::Display) {
+        self.complained = true;
+        let complaint = format!("{context}: {err}");
+        if self.last_complaint.as_ref() == Some(&complaint) {
+            tracing::debug!(error = %err, "{context} (again)");
+        } else {
+            tracing::warn!(error = %err, "{context}");
+            self.last_complaint = Some(complaint);
+        }
+    }
+
+    /// Updates what this replica has seen and since when, and says it on the wall clock:
+    /// `trusted_newest` is the newest CA if every entry of the configuration trusts it.
+    fn seen(
+        &mut self,
+        trusted_newest: Option<CertificateDer<'static>>,
+        observed: &Observed,
+    ) -> plan::Seen {
+        let now = Instant::now();
+        self.trust_seen = match (trusted_newest, self.trust_seen.take()) {
+            (Some(ca), Some((seen, at))) if seen == ca => Some((seen, at)),
+            (Some(ca), _) => Some((ca, now)),
+            (None, _) => None,
+        };
+        let leaf = observed
+            .leaf
+            .as_ref()
+            .map(|l| l.cert.clone())
+            .unwrap_or_default();
+        self.leaf_seen = match self.leaf_seen.take() {
+            Some((seen, at)) if seen == leaf => Some((seen, at)),
+            _ => Some((leaf, now)),
+        };
+        let since =
+            |at: Instant| unix_now() - i64::try_from(at.elapsed().as_secs()).unwrap_or(i64::MAX);
+        plan::Seen {
+            newest_trusted_since: self.trust_seen.as_ref().map(|(_, at)| since(*at)),
+            leaf_since: self
+                .leaf_seen
+                .as_ref()
+                .map_or(unix_now(), |(_, at)| since(*at)),
         }
     }
 
@@ -322,7 +385,7 @@ impl Controller {
     /// Secret is usable and still the latest (re-read: the watch may lag). Returns the patched
     /// configuration.
     async fn sync_configuration(
-        &self,
+        &mut self,
         configuration: &MutatingWebhookConfiguration,
         secret: &Secret,
         observed: &Observed,
@@ -335,9 +398,13 @@ impl Controller {
         if !usable || bundles(configuration).iter().all(|b| *b == bundle) {
             return Ok(None);
         }
-        let latest = self.secrets.get(&self.config.secret).await.map_err(|err| {
-            tracing::warn!(error = %err, "cannot re-read the TLS Secret");
-        })?;
+        let latest = match self.secrets.get(&self.config.secret).await {
+            Ok(latest) => latest,
+            Err(err) => {
+                self.complain("cannot re-read the TLS Secret", &err);
+                return Err(());
+            }
+        };
         if latest.metadata.resource_version != secret.metadata.resource_version {
             // A newer Secret is on its way through the watch; sync from that one.
             return Ok(None);
@@ -357,7 +424,7 @@ impl Controller {
             }
             Err(err) => {
                 // Most often the configuration changed since it was read: read it again.
-                tracing::warn!(error = %err, %name, "cannot patch the caBundle");
+                self.complain("cannot patch the caBundle", &err);
                 Err(())
             }
         }
@@ -390,6 +457,16 @@ fn observe(secret: &Secret) -> Observed {
         leaf: (!cert.is_empty() && !key.is_empty()).then_some(pki::PemPair { cert, key }),
         rotation_requested: requested.is_some() && requested != annotation(ROTATED_ANNOTATION),
     }
+}
+
+/// Whether the configuration has entries and every one trusts `ca` (has it in its `caBundle`).
+fn trusts(configuration: &MutatingWebhookConfiguration, ca: Option<&CertificateDer<'_>>) -> bool {
+    let Some(ca) = ca else { return false };
+    let bundles = bundles(configuration);
+    !bundles.is_empty()
+        && bundles
+            .iter()
+            .all(|bundle| pki::parse_bundle(bundle).iter().any(|c| c.der == *ca))
 }
 
 /// The decoded `caBundle` of every entry (empty for an entry without one).
@@ -478,6 +555,32 @@ mod tests {
         let mut newer = serde_json::to_value(&config).unwrap();
         newer["metadata"]["resourceVersion"] = "43".into();
         assert!(json_patch::patch(&mut newer, &patch).is_err());
+    }
+
+    #[test]
+    fn trust_needs_entries_and_the_ca_in_every_bundle() {
+        let ca = pki::mint_ca(1_800_000_000, Duration::from_secs(3600)).unwrap();
+        let der = pki::parse_bundle(&ca.cert)[0].der.clone();
+        let with_bundles = |first: &str, second: &str| {
+            let mut config = configuration();
+            let webhooks = config.webhooks.as_mut().unwrap();
+            webhooks[0].client_config.ca_bundle = Some(ByteString(first.as_bytes().to_vec()));
+            webhooks[1].client_config.ca_bundle = Some(ByteString(second.as_bytes().to_vec()));
+            config
+        };
+        let other = pki::mint_ca(1_800_000_000, Duration::from_secs(3600))
+            .unwrap()
+            .cert;
+        let both = format!("{other}{}", ca.cert);
+        assert!(trusts(&with_bundles(&ca.cert, &both), Some(&der)));
+        assert!(
+            !trusts(&with_bundles(&ca.cert, &other), Some(&der)),
+            "every entry"
+        );
+        assert!(!trusts(&with_bundles(&ca.cert, &ca.cert), None));
+        let mut empty = configuration();
+        empty.webhooks = Some(Vec::new());
+        assert!(!trusts(&empty, Some(&der)), "no entry trusts nothing");
     }
 
     #[test]

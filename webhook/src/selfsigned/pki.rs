@@ -20,12 +20,34 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 /// `notBefore + BACKDATE`; changing it would shift every schedule read from an existing Secret.
 pub const BACKDATE_SECS: i64 = 300;
 
-/// Why minting failed (rcgen refused the parameters; not expected with ours).
+/// Why minting failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot mint the {what}: {source}")]
-pub struct MintError {
-    what: &'static str,
-    source: rcgen::Error,
+pub enum MintError {
+    /// rcgen refused the parameters (not expected with ours).
+    #[error("cannot mint the {what}: {source}")]
+    Rcgen {
+        /// The CA or the serving certificate.
+        what: &'static str,
+        /// rcgen's error.
+        source: rcgen::Error,
+    },
+    /// The certificate minted does not verify for the name the API server dials.
+    #[error(
+        "a certificate minted for {name} does not verify for it (is the service name a DNS label?)"
+    )]
+    Unverifiable {
+        /// The name.
+        name: String,
+    },
+}
+
+impl MintError {
+    /// The certificate minted does not verify for `name`.
+    pub fn unverifiable(name: &str) -> Self {
+        Self::Unverifiable {
+            name: name.to_owned(),
+        }
+    }
 }
 
 /// A PEM certificate and its PEM private key.
@@ -125,9 +147,21 @@ pub fn key_matches(ca: &CaCert, key_pem: &str) -> bool {
     KeyPair::from_pem(key_pem).is_ok_and(|key| key.subject_public_key_info() == ca.spki)
 }
 
+/// Whether the serving pair's key is the certificate's own.
+pub fn leaf_key_matches(leaf: &PemPair) -> bool {
+    let Ok(der) = CertificateDer::from_pem_slice(leaf.cert.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return false;
+    };
+    KeyPair::from_pem(&leaf.key)
+        .is_ok_and(|key| key.subject_public_key_info() == cert.public_key().raw)
+}
+
 /// Mints a self-signed CA valid from now for `validity`.
 pub fn mint_ca(now: i64, validity: Duration) -> Result<PemPair, MintError> {
-    let mint = |source| MintError { what: "CA", source };
+    let mint = |source| MintError::Rcgen { what: "CA", source };
     let key = KeyPair::generate().map_err(mint)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = DistinguishedName::new();
@@ -158,7 +192,7 @@ pub fn mint_leaf(
     now: i64,
     validity: Duration,
 ) -> Result<PemPair, MintError> {
-    let mint = |source| MintError {
+    let mint = |source| MintError::Rcgen {
         what: "serving certificate",
         source,
     };

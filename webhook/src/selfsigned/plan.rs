@@ -3,11 +3,15 @@
 //! observed Secret and comes to the same answer; the API server's optimistic concurrency lets only
 //! the first write through.
 //!
-//! A CA is replaced in three writes, each at least `overlap` after the previous one, so that the
-//! API server always trusts the certificate every replica serves:
+//! A CA is replaced in three writes, so that the API server always trusts the certificate every
+//! replica serves:
 //! 1. a new CA joins the bundle (newest first); the serving certificate stays;
-//! 2. once the webhook configuration trusts the new CA, a serving certificate signed by it;
-//! 3. the old CA leaves the bundle.
+//! 2. once this replica has seen the webhook configuration trust the new CA for `overlap`, a
+//!    serving certificate signed by it;
+//! 3. once this replica has seen that certificate in the Secret for `overlap`, the old CA leaves.
+//!
+//! The waits are measured from what this replica saw (its own clock, [`Seen`]), not from times
+//! inside the certificates, so that a late `caBundle` patch or a skewed clock cannot shorten them.
 //!
 //! A serving certificate alone is renewed in one write (its CA is trusted already).
 
@@ -55,6 +59,9 @@ pub enum Reason {
     CaRenewal,
     /// A new CA joins the bundle: `k8s-deputy.io/rotate` asked for one.
     CaRotationRequested,
+    /// A new CA joins the bundle: the newest CA's key is missing or is not its key, but the
+    /// serving certificate is still valid (so the old CAs stay trusted meanwhile).
+    CaKeyLost,
     /// The serving certificate is missing, invalid, expired, or not for the service's name.
     LeafInvalid,
     /// The serving certificate is re-signed by the newest CA.
@@ -73,6 +80,7 @@ impl Reason {
             Self::DropExpired => "drop_expired",
             Self::CaRenewal => "ca_renewal",
             Self::CaRotationRequested => "ca_rotation_requested",
+            Self::CaKeyLost => "ca_key_lost",
             Self::LeafInvalid => "leaf_invalid",
             Self::LeafFromNewCa => "leaf_from_new_ca",
             Self::LeafRenewal => "leaf_renewal",
@@ -111,50 +119,66 @@ pub enum Step {
     },
 }
 
-/// Decides the next step. `trusts_newest`: every entry of the webhook configuration has the
-/// newest CA in its `caBundle`.
+/// What this replica has seen, and since when (seconds since the epoch on its clock).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    /// Since when every entry of the webhook configuration has trusted the newest CA, if it does.
+    pub newest_trusted_since: Option<i64>,
+    /// Since when the Secret has held its current serving certificate.
+    pub leaf_since: i64,
+}
+
+/// How long to wait for the configuration to trust a new CA before looking again.
+const TRUST_RECHECK_SECS: i64 = 5;
+
+/// Decides the next step.
 pub fn next_step(
     observed: &Observed,
-    trusts_newest: bool,
+    seen: Seen,
     now: i64,
     settings: &Settings,
     provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Step, MintError> {
     let overlap = i64::try_from(settings.overlap.as_secs()).unwrap_or(i64::MAX);
-    let newest = match observed.cas.first() {
-        Some(ca) if ca.not_after > now && pki::key_matches(ca, &observed.ca_key) => ca,
-        _ => return initial(observed, now, settings),
-    };
-    let leaf_issuer = observed.leaf.as_ref().and_then(|leaf| {
-        pki::verified_by(
-            &observed.cas,
-            &leaf.cert,
-            &settings.dns_names[0],
-            now,
-            provider,
-        )
-    });
-    // The serving certificate to keep, if it is one the API server accepts now.
-    let valid_leaf = match (&observed.leaf, leaf_issuer) {
-        (Some(leaf), Some(_)) => Some(leaf.clone()),
-        _ => None,
-    };
-    let mint_leaf = |ca: &CaCert, ca_key: &str| {
-        pki::mint_leaf(ca, ca_key, &settings.dns_names, now, settings.leaf_validity)
-    };
-    let same_cas = |reason, leaf| write(reason, &observed.cas, &observed.ca_key, leaf);
-
     let live: Vec<CaCert> = observed
         .cas
         .iter()
         .filter(|ca| ca.not_after > now)
         .cloned()
         .collect();
+    // The serving certificate, if the API server accepts it now under one of the live CAs and
+    // its key is its own; and which CA signed it.
+    let valid_leaf = observed.leaf.as_ref().and_then(|leaf| {
+        let issuer = pki::verified_by(&live, &leaf.cert, &settings.dns_names[0], now, provider)?;
+        pki::leaf_key_matches(leaf).then(|| (leaf.clone(), issuer))
+    });
+    let newest = match observed.cas.first() {
+        Some(ca) if ca.not_after > now && pki::key_matches(ca, &observed.ca_key) => ca,
+        _ => {
+            return match valid_leaf {
+                // Keep serving what is trusted; replace the CA the overlapping way.
+                Some((leaf, _)) => new_ca(Reason::CaKeyLost, &live, leaf, observed, now, settings),
+                None => initial(observed, now, settings),
+            };
+        }
+    };
+    let mint_leaf = || {
+        let leaf = pki::mint_leaf(
+            newest,
+            &observed.ca_key,
+            &settings.dns_names,
+            now,
+            settings.leaf_validity,
+        )?;
+        check_minted(&leaf, newest, now, settings, provider)?;
+        Ok::<_, MintError>(leaf)
+    };
+    let same_cas = |reason, leaf| write(reason, &observed.cas, &observed.ca_key, leaf);
+
     if live.len() < observed.cas.len() {
-        // A verified serving certificate chains to a live CA, so it stays valid.
         let leaf = match valid_leaf {
-            Some(leaf) => leaf,
-            None => mint_leaf(newest, &observed.ca_key)?,
+            Some((leaf, _)) => leaf,
+            None => mint_leaf()?,
         };
         return Ok(write(Reason::DropExpired, &live, &observed.ca_key, leaf));
     }
@@ -166,56 +190,38 @@ pub fn next_step(
         } else {
             Reason::CaRenewal
         };
-        let new_ca = pki::mint_ca(now, settings.ca_validity)?;
-        let mut cas = pki::parse_bundle(&new_ca.cert);
-        cas.extend(observed.cas.iter().cloned());
-        // Without a valid serving certificate there is nothing to keep: the new CA signs one.
-        let leaf = match valid_leaf {
-            Some(leaf) => leaf,
-            None => mint_leaf(&cas[0], &new_ca.key)?,
+        return match valid_leaf {
+            Some((leaf, _)) => new_ca(reason, &observed.cas, leaf, observed, now, settings),
+            // Nothing valid to keep: a new CA and a certificate from it at once.
+            None => initial(observed, now, settings),
         };
-        let mut step = write(reason, &cas, &new_ca.key, leaf);
-        if let Step::Write {
-            handles_rotation_request,
-            ..
-        } = &mut step
-        {
-            *handles_rotation_request = observed.rotation_requested;
-        }
-        return Ok(step);
     }
 
-    let (Some(leaf), Some(issuer)) = (valid_leaf, leaf_issuer) else {
-        return Ok(same_cas(
-            Reason::LeafInvalid,
-            mint_leaf(newest, &observed.ca_key)?,
-        ));
+    let Some((leaf, issuer)) = valid_leaf else {
+        return Ok(same_cas(Reason::LeafInvalid, mint_leaf()?));
     };
     if issuer != 0 {
-        let switch_at = newest.issued_at.saturating_add(overlap);
-        if trusts_newest && now >= switch_at {
-            return Ok(same_cas(
-                Reason::LeafFromNewCa,
-                mint_leaf(newest, &observed.ca_key)?,
-            ));
-        }
-        // Until the configuration trusts the new CA (whoever sees this patches it), look again soon.
-        let until = if trusts_newest { switch_at } else { now + 2 };
-        return Ok(Step::Wait { until });
+        return Ok(match seen.newest_trusted_since {
+            Some(since) if now >= since.saturating_add(overlap) => {
+                same_cas(Reason::LeafFromNewCa, mint_leaf()?)
+            }
+            Some(since) => Step::Wait {
+                until: since.saturating_add(overlap),
+            },
+            // The configuration is patched by whoever sees this; look again soon.
+            None => Step::Wait {
+                until: now + TRUST_RECHECK_SECS,
+            },
+        });
     }
     let leaf_validity = pki::pem_validity(&leaf.cert);
     let leaf_renew_at = leaf_validity.map_or(now, |v| v.renew_at());
     if now >= leaf_renew_at {
-        return Ok(same_cas(
-            Reason::LeafRenewal,
-            mint_leaf(newest, &observed.ca_key)?,
-        ));
+        return Ok(same_cas(Reason::LeafRenewal, mint_leaf()?));
     }
     let mut until = leaf_renew_at.min(validity_of(newest).renew_at());
     if mid_rotation {
-        let prune_at = leaf_validity
-            .map_or(now, |v| v.issued_at)
-            .saturating_add(overlap);
+        let prune_at = seen.leaf_since.saturating_add(overlap);
         if now >= prune_at {
             return Ok(write(
                 Reason::PruneOldCas,
@@ -226,7 +232,57 @@ pub fn next_step(
         }
         until = until.min(prune_at);
     }
-    Ok(Step::Wait { until })
+    // Never a time already past: the caller would look again at once, and again.
+    Ok(Step::Wait {
+        until: until.max(now + 1),
+    })
+}
+
+/// A new CA first in the bundle, before `cas`; the serving certificate stays.
+fn new_ca(
+    reason: Reason,
+    cas: &[CaCert],
+    leaf: PemPair,
+    observed: &Observed,
+    now: i64,
+    settings: &Settings,
+) -> Result<Step, MintError> {
+    let new_ca = pki::mint_ca(now, settings.ca_validity)?;
+    let mut bundle = pki::parse_bundle(&new_ca.cert);
+    bundle.extend(cas.iter().cloned());
+    Ok(requested(
+        write(reason, &bundle, &new_ca.key, leaf),
+        observed,
+    ))
+}
+
+/// Marks a write as the answer to a pending `k8s-deputy.io/rotate`.
+fn requested(mut step: Step, observed: &Observed) -> Step {
+    if let Step::Write {
+        handles_rotation_request,
+        ..
+    } = &mut step
+    {
+        *handles_rotation_request = observed.rotation_requested;
+    }
+    step
+}
+
+/// A certificate just minted must verify for the name the API server dials, or writing it would
+/// only start a loop of writes (e.g. a service name that is not a DNS label).
+fn check_minted(
+    leaf: &PemPair,
+    ca: &CaCert,
+    now: i64,
+    settings: &Settings,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<(), MintError> {
+    let cas = std::slice::from_ref(ca);
+    if pki::verified_by(cas, &leaf.cert, &settings.dns_names[0], now, provider).is_some() {
+        Ok(())
+    } else {
+        Err(MintError::unverifiable(&settings.dns_names[0]))
+    }
 }
 
 fn write(reason: Reason, cas: &[CaCert], ca_key: &str, leaf: PemPair) -> Step {
@@ -251,15 +307,10 @@ fn initial(observed: &Observed, now: i64, settings: &Settings) -> Result<Step, M
         now,
         settings.leaf_validity,
     )?;
-    let mut step = write(Reason::Initial, &cas, &ca.key, leaf);
-    if let Step::Write {
-        handles_rotation_request,
-        ..
-    } = &mut step
-    {
-        *handles_rotation_request = observed.rotation_requested;
-    }
-    Ok(step)
+    Ok(requested(
+        write(Reason::Initial, &cas, &ca.key, leaf),
+        observed,
+    ))
 }
 
 fn validity_of(ca: &CaCert) -> pki::Validity {
