@@ -322,6 +322,9 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().body("stopping\n")
     } else if !state.resolver.is_loaded() {
         HttpResponse::ServiceUnavailable().body("no serving certificate loaded yet\n")
+    } else if state.resolver.is_untrusted() {
+        HttpResponse::ServiceUnavailable()
+            .body("the webhook configuration's caBundle does not trust the serving certificate\n")
     } else {
         HttpResponse::Ok().body("ok\n")
     }

@@ -211,12 +211,27 @@ fn unix_now() -> i64 {
 #[derive(Debug, Default)]
 pub struct CertResolver {
     current: RwLock<Option<ServingCert>>,
+    /// Set when the webhook configuration's `caBundle` is known not to trust the pair served
+    /// (`--tls-secret` checks it): the server is then not ready, so that the API server calls
+    /// replicas it trusts.
+    untrusted: std::sync::atomic::AtomicBool,
 }
 
 impl CertResolver {
     /// Whether a certificate is loaded (readiness).
     pub fn is_loaded(&self) -> bool {
         self.read().is_some()
+    }
+
+    /// Whether the pair served is known not to be trusted by the `caBundle`.
+    pub fn is_untrusted(&self) -> bool {
+        self.untrusted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records whether the `caBundle` trusts the pair served.
+    pub fn set_untrusted(&self, untrusted: bool) {
+        self.untrusted
+            .store(untrusted, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The pair in use.

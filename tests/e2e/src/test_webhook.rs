@@ -73,7 +73,7 @@ pub async fn serve(node: &Node, ns: &TestNamespace, name: &str, args: &[&str]) -
         .unwrap();
     wait_running(&ns.pods(), name, std::time::Duration::from_secs(60))
         .await
-        .expect("the test webhook runs");
+        .expect("the test webhook runs (its image, localhost/deputy-e2e-tool:e2e, is built and imported by `harness.sh test`)");
     ca.pem()
 }
 

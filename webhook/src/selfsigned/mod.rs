@@ -144,12 +144,15 @@ impl Controller {
         // None until the watch has answered once; then the Secret, or None if it does not exist.
         let mut latest: Option<Option<Secret>> = None;
         let mut wake = tokio::time::Instant::now() + Duration::from_secs(3600);
+        // Whether the next look was asked for by a watch event (else by the timer).
+        let mut by_event = false;
         loop {
             tokio::select! {
                 event = events.next() => match event {
                     Some(Ok(secret)) => {
                         latest = Some(secret);
                         wake = tokio::time::Instant::now();
+                        by_event = true;
                     }
                     Some(Err(err)) => tracing::warn!(
                         error = %err,
@@ -164,6 +167,12 @@ impl Controller {
                     }
                 },
                 () = tokio::time::sleep_until(wake) => {
+                    if !by_event {
+                        // A look on the timer reads the Secret itself: a watch that went quiet
+                        // (a lost connection being retried) must not keep this replica stale.
+                        self.refresh(&mut latest).await;
+                    }
+                    by_event = false;
                     let at = match &latest {
                         None => unix_now() + RESYNC_SECS,
                         Some(None) => {
@@ -188,6 +197,23 @@ impl Controller {
                     wake = tokio::time::Instant::now() + Duration::from_secs(delay.unsigned_abs());
                 }
             }
+        }
+    }
+
+    /// Replaces `latest` with the Secret as the API server has it now, if it differs.
+    async fn refresh(&mut self, latest: &mut Option<Option<Secret>>) {
+        let Some(Some(known)) = latest.as_ref() else {
+            return;
+        };
+        match self.secrets.get_opt(&self.config.secret).await {
+            Ok(Some(fresh))
+                if fresh.metadata.resource_version != known.metadata.resource_version =>
+            {
+                *latest = Some(Some(fresh));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => *latest = Some(None),
+            Err(err) => self.complain("cannot read the TLS Secret", &err),
         }
     }
 
@@ -219,6 +245,9 @@ impl Controller {
                 None
             }
         };
+        if let Some(configuration) = &configuration {
+            self.check_served_is_trusted(configuration);
+        }
         let newest = observed.cas.first().map(|ca| ca.der.clone());
         let trusted = configuration
             .as_ref()
@@ -285,6 +314,35 @@ impl Controller {
                 Err(())
             }
         }
+    }
+
+    /// Marks the server unready while the configuration does not trust the pair it serves (a
+    /// replica that missed the Secret's updates would fail every call the API server sends it).
+    fn check_served_is_trusted(&mut self, configuration: &MutatingWebhookConfiguration) {
+        let Some(served) = self.resolver.current() else {
+            return;
+        };
+        let Some(leaf) = served.key.cert.first() else {
+            return;
+        };
+        let now = unix_now();
+        let name = &self.config.settings.dns_names[0];
+        let bundles = bundles(configuration);
+        let trusted = !bundles.is_empty()
+            && bundles.iter().all(|bundle| {
+                pki::verified_der_by(&pki::parse_bundle(bundle), leaf, name, now, &self.provider)
+                    .is_some()
+            });
+        if trusted == self.resolver.is_untrusted() {
+            if trusted {
+                tracing::info!("the caBundle trusts the serving certificate: ready");
+            } else {
+                tracing::warn!(
+                    "the caBundle does not trust the serving certificate: not ready until it does"
+                );
+            }
+        }
+        self.resolver.set_untrusted(!trusted);
     }
 
     /// Logs a failure as a warning the first time, and at debug level while it repeats (the

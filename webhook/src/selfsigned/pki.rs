@@ -240,6 +240,17 @@ pub fn verified_by(
     provider: &Arc<rustls::crypto::CryptoProvider>,
 ) -> Option<usize> {
     let leaf = CertificateDer::from_pem_slice(leaf_pem.as_bytes()).ok()?;
+    verified_der_by(cas, &leaf, server_name, now, provider)
+}
+
+/// [`verified_by`] for a DER certificate.
+pub fn verified_der_by(
+    cas: &[CaCert],
+    leaf: &CertificateDer<'_>,
+    server_name: &str,
+    now: i64,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Option<usize> {
     let name = ServerName::try_from(server_name.to_owned()).ok()?;
     let at = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now).ok()?));
     cas.iter().position(|ca| {
@@ -251,7 +262,7 @@ pub fn verified_by(
             .build()
             .is_ok_and(|verifier| {
                 verifier
-                    .verify_server_cert(&leaf, &[], &name, &[], at)
+                    .verify_server_cert(leaf, &[], &name, &[], at)
                     .is_ok()
             })
     })
