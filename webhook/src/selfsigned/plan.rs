@@ -1,5 +1,5 @@
-//! The rotation schedule, as a pure function: what the Secret holds, what the webhook
-//! configuration trusts and the time in; the one next step out. Every replica runs it on the same
+//! The rotation schedule, as a pure function: what the Secret holds, what this replica has seen
+//! of the webhook configuration and since when, and the time in; the one next step out. Every replica runs it on the same
 //! observed Secret and comes to the same answer; the API server's optimistic concurrency lets only
 //! the first write through.
 //!
@@ -51,7 +51,7 @@ pub struct Observed {
 /// Why the Secret is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
-    /// Empty, unreadable, or its newest CA expired or without its key: a new CA and certificate.
+    /// Empty, unreadable, or nothing valid to serve: a new CA and certificate at once.
     Initial,
     /// Expired CAs leave the bundle.
     DropExpired,
