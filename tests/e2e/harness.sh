@@ -881,7 +881,7 @@ cmd_test() {
 	log "Pod deletion times measured by tests/deputy.rs:"
 	grep '^deletion' "$out" | sort >&2 || true
 	log "figures measured by tests/deputy_ops.rs:"
-	grep -E '^(outage|rotation|refill|rollout|reinvocation|bench):' "$out" >&2 || true
+	grep -E '^(outage|rotation|refill|untrusted|rollout|reinvocation|bench):' "$out" >&2 || true
 	rm -f "$out"
 	return "$rc"
 }

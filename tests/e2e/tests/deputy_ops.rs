@@ -1138,6 +1138,132 @@ async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
     );
 }
 
+/// Whether every webhook Pod's Ready condition is `want`.
+async fn webhook_pods_ready(node: &Node, want: bool) -> bool {
+    let pods = Api::<Pod>::namespaced(node.client.clone(), SYSTEM_NS)
+        .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    !pods.is_empty()
+        && pods.iter().all(|p| {
+            let ready = p
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True");
+            ready == want && p.metadata.deletion_timestamp.is_none()
+        })
+}
+
+/// Makes the webhook's controller look at its Secret now (a watch event) instead of at its next
+/// periodic look.
+async fn nudge(secrets: &Api<Secret>) {
+    let value = unique();
+    secrets
+        .patch(
+            TLS_SECRET,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"e2e.k8s-deputy.io/nudge": value}}})),
+        )
+        .await
+        .expect("annotate the Secret");
+}
+
+/// Re-applies the manifests when dropped: the RBAC this test narrows comes back, and with it the
+/// controller's own repair of the caBundle, even if the test fails half-way.
+struct ReapplyManifests<'a>(&'a Node);
+
+impl Drop for ReapplyManifests<'_> {
+    fn drop(&mut self) {
+        let overlay =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/overlays/local");
+        let _ = self.0.kubectl(&["apply", "-k", overlay.to_str().unwrap()]);
+    }
+}
+
+/// The safety net of `--tls-secret`: while the configuration's caBundle does not trust the
+/// certificate a replica serves (here: a foreign CA patched in, and the controller's `patch`
+/// permission taken away so it cannot repair it), the replicas are not ready; once it may patch
+/// again, it restores the caBundle and they are ready, and Pods are mutated again.
+#[tokio::test]
+async fn replicas_are_unready_while_the_ca_bundle_does_not_trust_them() {
+    let node = node!("replicas_are_unready_while_the_ca_bundle_does_not_trust_them");
+    let _webhook = WEBHOOK.write().await;
+    let ns = injected_namespace(&node, "ops-untrusted", &[]).await;
+    let secrets: Api<Secret> = Api::namespaced(node.client.clone(), SYSTEM_NS);
+    let restore = ReapplyManifests(&node);
+    node.kubectl_ok(&[
+        "patch",
+        "clusterrole",
+        "deputy-webhook-cabundle",
+        "--type=json",
+        "-p",
+        r#"[{"op": "replace", "path": "/rules/0/verbs", "value": ["get"]}]"#,
+    ])
+    .expect("take the patch permission away");
+    let mut foreign = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    foreign.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let foreign = foreign
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(foreign.as_bytes());
+    let ops: Vec<serde_json::Value> = (0..ENTRIES.len())
+        .map(|i| json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}))
+        .collect();
+    node.kubectl_ok(&[
+        "patch",
+        "mutatingwebhookconfiguration",
+        WEBHOOK_NAME,
+        "--type=json",
+        "-p",
+        &serde_json::to_string(&ops).unwrap(),
+    ])
+    .expect("a foreign CA in the caBundles");
+    let broken_at = Instant::now();
+    nudge(&secrets).await;
+    poll("both webhook Pods not ready", MINUTE, || async {
+        Ok(webhook_pods_ready(&node, false).await.then_some(()))
+    })
+    .await
+    .expect("unready while the caBundle does not trust them");
+    let unready_after = broken_at.elapsed();
+
+    drop(restore);
+    let repaired_at = Instant::now();
+    nudge(&secrets).await;
+    poll(
+        "the caBundles hold the Secret's CA again",
+        MINUTE,
+        || async {
+            let secret = tls_secret(&secrets).await;
+            Ok(
+                (configured_cas(&node).await == vec![secret.cas.clone(); ENTRIES.len()])
+                    .then_some(()),
+            )
+        },
+    )
+    .await
+    .expect("the controller repairs the caBundle once it may");
+    poll("both webhook Pods ready", MINUTE, || async {
+        Ok(webhook_pods_ready(&node, true).await.then_some(()))
+    })
+    .await
+    .expect("ready again");
+    require_deputy(&node, &ns.name)
+        .await
+        .expect("Pods are mutated again");
+    eprintln!(
+        "untrusted: with a foreign CA in the caBundles both replicas were unready after {:.1} s; \
+         allowed to patch again, the controller restored the caBundle and both were ready and \
+         injecting after {:.1} s",
+        unready_after.as_secs_f64(),
+        repaired_at.elapsed().as_secs_f64()
+    );
+}
+
 /// Scenario 9: a rolling update of an injected Deployment (2 replicas): the old Pods terminate
 /// through the relay (callback ran, exit 0, no `FailedPreStopHook`), the new ones are injected.
 #[tokio::test]

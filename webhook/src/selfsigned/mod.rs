@@ -232,13 +232,17 @@ impl Controller {
     async fn reconcile(&mut self, secret: &Secret) -> Result<Outcome, ()> {
         self.serve(secret);
         let observed = observe(secret);
-        let name = &self.config.webhook_configuration;
+        let name = self.config.webhook_configuration.clone();
+        let name = name.as_str();
         // Without the configuration (missing, forbidden, API trouble) the Secret is still filled
         // or repaired, so that there is something to serve; every other step waits for it.
         let configuration = match self.configurations.get(name).await {
             Ok(read) => match self.sync_configuration(&read, secret, &observed).await {
                 Ok(Some(patched)) => Some(patched),
-                Ok(None) | Err(()) => Some(read),
+                Ok(None) => Some(read),
+                // Most often another replica patched it first (the `test` of the version read
+                // failed): read what it wrote, rather than judge trust on what it replaced.
+                Err(()) => Some(self.configurations.get(name).await.unwrap_or(read)),
             },
             Err(err) => {
                 self.complain("cannot read the MutatingWebhookConfiguration", &err);
@@ -480,8 +484,13 @@ impl Controller {
                 tracing::info!(%name, cas = observed.cas.len(), "caBundle updated");
                 Ok(Some(patched))
             }
+            // The configuration changed since it was read (the `test` failed): most often another
+            // replica patched it first, which is how it should go.
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 422 => {
+                tracing::debug!(%name, "the configuration changed since it was read (another replica?)");
+                Err(())
+            }
             Err(err) => {
-                // Most often the configuration changed since it was read: read it again.
                 self.complain("cannot patch the caBundle", &err);
                 Err(())
             }
