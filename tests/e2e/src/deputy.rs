@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
@@ -32,14 +31,7 @@ pub const INJECTED_RESTRICTED: &[(&str, &str)] = &[
 /// Fails unless k8s-deputy is deployed: the webhook's Deployment is available and a Pod created
 /// with a server-side dry run in `namespace` (which must opt in) comes back injected.
 pub async fn require_deputy(node: &Node, namespace: &str) -> Result<()> {
-    let deployments: Api<Deployment> = Api::namespaced(node.client.clone(), "deputy-system");
-    let available = deployments
-        .get_opt("deputy-webhook")
-        .await?
-        .and_then(|d| d.status)
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0);
-    if available == 0 {
+    if crate::available_replicas(node, "deputy-system", "deputy-webhook").await == 0 {
         bail!(
             "k8s-deputy is not deployed (deputy-system/deputy-webhook has no available replica); \
              run `make e2e-deploy` first (`make e2e-test` does)"

@@ -26,6 +26,18 @@ pub const TOOL: &str = "localhost/deputy-e2e-tool:e2e";
 /// The Kubernetes release the harness builds.
 pub const K8S_VERSION: &str = "v1.34.4";
 
+/// How many replicas of Deployment `namespace/name` are available (0 when it does not exist or
+/// cannot be read).
+pub async fn available_replicas(node: &Node, namespace: &str, name: &str) -> i32 {
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(node.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|d| d.status?.available_replicas)
+        .unwrap_or(0)
+}
+
 /// The running node, as the tests see it.
 #[derive(Clone)]
 pub struct Node {

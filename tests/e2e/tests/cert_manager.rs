@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use deputy_e2e::deputy::{annotation, STATUS_ANNOTATION};
 use deputy_e2e::test_webhook::DeleteOnDrop;
-use deputy_e2e::{poll, unique, Node, BUSYBOX};
+use deputy_e2e::{available_replicas, poll, unique, Node, BUSYBOX};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -45,14 +45,7 @@ async fn missing_part(node: &Node) -> Option<String> {
     {
         return Some("cert-manager's CRDs are not applied".into());
     }
-    let available = Api::<Deployment>::namespaced(node.client.clone(), "deputy-system")
-        .get_opt("deputy-webhook")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|d| d.status?.available_replicas)
-        .unwrap_or(0);
-    if available == 0 {
+    if available_replicas(node, "deputy-system", "deputy-webhook").await == 0 {
         return Some(
             "the k8s-deputy images are not imported (deputy-system/deputy-webhook has no \
              available replica; run `make e2e-deploy`)"
@@ -88,16 +81,8 @@ fn harness_daemons_missing(node: &Node) -> Option<String> {
 /// Whether cert-manager's controller and CA injector run in the cluster (namespace
 /// `cert-manager`, as its release manifest installs them), each with an available replica.
 async fn in_cluster_cert_manager_available(node: &Node) -> bool {
-    let deployments = Api::<Deployment>::namespaced(node.client.clone(), "cert-manager");
     for name in ["cert-manager", "cert-manager-cainjector"] {
-        let available = deployments
-            .get_opt(name)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|d| d.status?.available_replicas)
-            .unwrap_or(0);
-        if available == 0 {
+        if available_replicas(node, "cert-manager", name).await == 0 {
             return false;
         }
     }
