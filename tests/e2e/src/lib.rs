@@ -227,6 +227,19 @@ impl Drop for TestNamespace {
 }
 
 /// A name part unique within this machine and run.
+/// The repository's `manifests/` directory, found at run time.
+///
+/// Not `env!("CARGO_MANIFEST_DIR")`: the e2e target directory is shared between checkouts (it
+/// lives under ~/.cache), and cargo reuses a test binary built in another checkout, which would
+/// then read that checkout's manifests (or fail once it is gone). `cargo test` sets the variable
+/// for the process it runs, so it always names this checkout.
+pub fn manifests_dir() -> std::path::PathBuf {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    crate_dir.join("../../manifests")
+}
+
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);

@@ -10,7 +10,7 @@
 //! deputy-system's webhook or of other tests. Everything it creates is deleted, also on failure.
 //! Prints a `cert-manager:` line, which `harness.sh test` repeats at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -132,7 +132,7 @@ impl Drop for ScratchCopy {
 /// the locally imported images, and webhook entries that only match namespaces labelled
 /// `SCOPE_LABEL=scope`.
 fn overlay_copy(namespace: &str, prefix: &str, scope: &str) -> (ScratchCopy, PathBuf) {
-    let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests");
+    let manifests = deputy_e2e::manifests_dir();
     let copy = ScratchCopy(std::env::temp_dir().join(format!("deputy-cm-{scope}")));
     let status = Command::new("cp")
         .arg("-r")

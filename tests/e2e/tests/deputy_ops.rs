@@ -304,19 +304,22 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
         node!("second_webhook_adding_a_container_never_causes_a_double_injection_in_either_order");
     let _webhook = WEBHOOK.read().await;
     let server_ns = node.namespace("ops-adder", &[]).await;
-    let target_label = format!("adder-{}", unique());
-    let ns = injected_namespace(
-        &node,
-        "ops-reinvoke",
-        &[("e2e.k8s-deputy.io/adder", &target_label)],
-    )
-    .await;
     let add = format!("added-later={BUSYBOX}");
     let ca = test_webhook::serve(&node, &server_ns, "adder", &["--add-container", &add]).await;
     let configs: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
-    let pods = ns.pods();
 
     for (prefix, deputy_first) in [("a", false), ("z", true)] {
+        // Each order gets its own namespace and selector: the API server drops a deleted
+        // configuration from its cache a moment later, so the previous order's configuration
+        // must not be able to match this order's Pods.
+        let target_label = format!("adder-{prefix}-{}", unique());
+        let ns = injected_namespace(
+            &node,
+            "ops-reinvoke",
+            &[("e2e.k8s-deputy.io/adder", &target_label)],
+        )
+        .await;
+        let pods = ns.pods();
         let config_name = format!("{prefix}-e2e-adder-{}", ns.name);
         assert_eq!(config_name.as_str() > WEBHOOK_NAME, deputy_first);
         let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
@@ -348,15 +351,30 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
         } else {
             "adder-first"
         };
-        let manifest = demo_pod(DemoPod::new(name, &["/app/deputy-app"]));
-        // failurePolicy Fail: creation fails until the API server reaches the test webhook.
-        let stored = poll(
-            &format!("Pod {name} through both webhooks"),
+        // The API server applies a new configuration once its informer has seen it, and fails
+        // closed until the test webhook's Service answers: probe with a dry run (another name, so
+        // the call count below stays exact) until the added container shows up.
+        let probe = demo_pod(DemoPod::new(&format!("{name}-probe"), &["/app/deputy-app"]));
+        poll(
+            &format!("configuration {config_name} in effect"),
             MINUTE,
-            || async { Ok(Some(pods.create(&PostParams::default(), &manifest).await?)) },
+            || async {
+                let pod = pods.create(&dry_run(), &probe).await?;
+                let has_added = pod
+                    .spec
+                    .is_some_and(|s| s.containers.iter().any(|c| c.name == "added-later"));
+                Ok(has_added.then_some(()))
+            },
         )
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
+        let stored = pods
+            .create(
+                &PostParams::default(),
+                &demo_pod(DemoPod::new(name, &["/app/deputy-app"])),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("create Pod {name} through both webhooks: {e:#}"));
 
         let containers: Vec<&str> = stored
             .spec
@@ -1047,8 +1065,7 @@ async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
     let before = tls_secret(&secrets).await;
     let configured_before = configured_cas(&node).await;
 
-    let overlay =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/overlays/local");
+    let overlay = deputy_e2e::manifests_dir().join("overlays/local");
     node.kubectl_ok(&["apply", "-k", overlay.to_str().unwrap()])
         .expect("apply the manifests again");
     let after = tls_secret(&secrets).await;
@@ -1177,8 +1194,7 @@ struct ReapplyManifests<'a>(&'a Node);
 
 impl Drop for ReapplyManifests<'_> {
     fn drop(&mut self) {
-        let overlay =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/overlays/local");
+        let overlay = deputy_e2e::manifests_dir().join("overlays/local");
         let _ = self.0.kubectl(&["apply", "-k", overlay.to_str().unwrap()]);
     }
 }

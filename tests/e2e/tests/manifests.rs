@@ -11,7 +11,7 @@ use std::process::Command;
 use deputy_e2e::Node;
 
 fn manifests() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests")
+    deputy_e2e::manifests_dir()
 }
 
 fn render(node: &Node, dir: &Path) -> String {

@@ -529,24 +529,34 @@ async fn mutating_webhook_behind_a_service_patches_stored_pods() {
         .unwrap();
     let _cleanup = DeleteOnDrop(&node, "mutatingwebhookconfiguration", config_name.clone());
 
-    // With failurePolicy Fail, creation fails until the API server reaches the webhook through
-    // the Service; then the patch is in the stored object.
-    let target_pods = target.pods();
-    let bb = pod(serde_json::json!({
-        "metadata": {"name": "mutated"},
-        "spec": {"terminationGracePeriodSeconds": 1, "containers": [sh("bb", "exec sleep 3600")]}
-    }));
-    let created = poll("Pod creation through the webhook", MINUTE, || async {
-        Ok(Some(target_pods.create(&PostParams::default(), &bb).await?))
-    })
-    .await
-    .expect("create through the webhook");
     let annotation = |p: &Pod| {
         p.metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get("e2e.k8s-deputy.io/mutated").cloned())
     };
+    // The API server applies the configuration once its informer has seen it, and with
+    // failurePolicy Fail rejects Pods until it reaches the webhook through the Service: a dry run
+    // tells when both are true; then the patch must be in the stored object.
+    let target_pods = target.pods();
+    let bb = pod(serde_json::json!({
+        "metadata": {"name": "mutated"},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [sh("bb", "exec sleep 3600")]}
+    }));
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    poll("the webhook configuration in effect", MINUTE, || async {
+        let probe = target_pods.create(&dry_run, &bb).await?;
+        Ok(annotation(&probe).map(drop))
+    })
+    .await
+    .expect("a dry-run Pod is mutated through the webhook");
+    let created = target_pods
+        .create(&PostParams::default(), &bb)
+        .await
+        .expect("create through the webhook");
     assert_eq!(
         annotation(&created).as_deref(),
         Some("webhook"),
