@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := target/x86_64-unknown-linux-gnu
-# The e2e suite's cargo target lives outside the repo (shared with tests/e2e/harness.sh).
-E2E_TARGET ?= $(HOME)/.cache/k8s-deputy/e2e-target
+# The e2e suite's cargo target lives outside the repo, one per checkout (tests/e2e/harness.sh
+# says why and where).
+E2E_TARGET ?= $(shell tests/e2e/harness.sh target-dir)
 
 .PHONY: all build test lint deps bench bench-agent bench-webhook demo e2e-up e2e-down e2e-test e2e-deploy
 

@@ -8,6 +8,8 @@
 #                       after deploying k8s-deputy onto it (scripts/e2e-deploy.sh, idempotent)
 #   harness.sh status   say whether a node runs
 #   harness.sh build    only build or reuse the binaries and images
+#   harness.sh target-dir
+#                       print the suite's cargo target directory (one per checkout)
 #   harness.sh image NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]
 #                       write an OCI image from a directory and import it into the running node
 #   harness.sh cert-manager up|down
@@ -33,11 +35,15 @@ CM_BIN=$CACHE_DIR/cert-manager-$CM_VERSION
 IMG_CACHE=$CACHE_DIR/images
 STATE=${E2E_STATE_DIR:-/var/lib/k8s-deputy-e2e}
 LAST_LOGS=$CACHE_DIR/last-run-logs
-# The suite's cargo target directory is a cache too: a fresh clone (as CI makes) then compiles
-# only this crate, not its dependencies. (The project's own build, which scripts/e2e-deploy.sh
-# runs, keeps the caller's.)
+# The suite's cargo target directory is a cache too, one per checkout path: a fresh clone at a
+# path seen before (as CI's) then compiles only this crate, not its dependencies. Not one shared
+# by all checkouts: cargo judges freshness by file times and its test binaries do not depend on
+# the checkout's path, so one checkout would run test binaries compiled from another's sources.
+# The 3 most recently used are kept (use_e2e_target). (The project's own build, which
+# scripts/e2e-deploy.sh runs, keeps the caller's.)
+E2E_TARGETS=$CACHE_DIR/e2e-target
 CALLER_CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE_DIR/e2e-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$E2E_TARGETS/$(printf '%s' "$E2E_DIR" | sha256sum | cut -c1-16)}
 
 # Network: a /30 between host and node, the Pod bridge, and the Service range.
 NETNS=k8s-deputy-e2e
@@ -549,6 +555,27 @@ lock() {
 	flock 9
 }
 
+# Marks this checkout's target directory used, and removes what older layouts and the least
+# recently used checkouts left (only under $E2E_TARGETS, only when it is our default).
+use_e2e_target() {
+	[[ -z $CALLER_CARGO_TARGET_DIR ]] || return 0
+	mkdir -p "$CARGO_TARGET_DIR"
+	touch "$CARGO_TARGET_DIR"
+	local old
+	# The layout before one directory per checkout: a target directory at the top.
+	for old in "$E2E_TARGETS/debug" "$E2E_TARGETS/x86_64-unknown-linux-gnu" "$E2E_TARGETS/CACHEDIR.TAG" "$E2E_TARGETS/.rustc_info.json"; do
+		if [[ -e $old ]]; then
+			rm -rf "$old"
+			log "removed $old (the shared e2e target directory of an older layout)"
+		fi
+	done
+	while read -r old; do
+		rm -rf "$old"
+		log "removed $old (the e2e target directory of a checkout not used recently)"
+	done < <(find "$E2E_TARGETS" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{16}' \
+		-printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2-)
+}
+
 cmd_build() {
 	ensure_prereqs
 	build_k8s
@@ -993,11 +1020,15 @@ cmd_image() {
 
 main() {
 	case ${1:-} in
+	up | test | build) use_e2e_target ;;
+	esac
+	case ${1:-} in
 	up) cmd_up ;;
 	down) cmd_down ;;
 	test) cmd_test ;;
 	status) cmd_status ;;
 	build) cmd_build ;;
+	target-dir) echo "$CARGO_TARGET_DIR" ;;
 	cert-manager)
 		shift
 		cmd_cert_manager "$@"
@@ -1008,7 +1039,7 @@ main() {
 		cmd_image "$@"
 		;;
 	*)
-		sed -n '2,12s/^# \{0,1\}//p' "$0" >&2
+		sed -n '2,18s/^# \{0,1\}//p' "$0" >&2
 		exit 2
 		;;
 	esac

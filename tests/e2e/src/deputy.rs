@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, WatchEvent, WatchParams};
@@ -28,12 +29,22 @@ pub const INJECTED_RESTRICTED: &[(&str, &str)] = &[
     ("pod-security.kubernetes.io/enforce", "restricted"),
 ];
 
-/// Fails unless k8s-deputy is deployed: the webhook's Deployment is available and a Pod created
-/// with a server-side dry run in `namespace` (which must opt in) comes back injected.
+/// Fails unless k8s-deputy is deployed: the webhook's Deployment exists, has an available
+/// replica, and a Pod created with a server-side dry run in `namespace` (which must opt in) comes
+/// back injected.
+///
+/// Waits for the last two: a test that made the replicas unready (or restarted them) leaves the
+/// Deployment's available count behind the Pods' own Ready condition for a moment.
 pub async fn require_deputy(node: &Node, namespace: &str) -> Result<()> {
-    if crate::available_replicas(node, "deputy-system", "deputy-webhook").await == 0 {
+    let deployments: Api<Deployment> = Api::namespaced(node.client.clone(), "deputy-system");
+    if deployments
+        .get_opt("deputy-webhook")
+        .await
+        .context("read deployment deputy-system/deputy-webhook")?
+        .is_none()
+    {
         bail!(
-            "k8s-deputy is not deployed (deputy-system/deputy-webhook has no available replica); \
+            "k8s-deputy is not deployed (no deployment deputy-system/deputy-webhook); \
              run `make e2e-deploy` first (`make e2e-test` does)"
         );
     }
@@ -44,9 +55,12 @@ pub async fn require_deputy(node: &Node, namespace: &str) -> Result<()> {
         ..PostParams::default()
     };
     poll(
-        "a dry-run Pod to come back injected",
+        "an available webhook replica and a dry-run Pod that comes back injected",
         Duration::from_secs(60),
         || async {
+            if crate::available_replicas(node, "deputy-system", "deputy-webhook").await == 0 {
+                return Ok(None);
+            }
             let stored = pods.create(&dry_run, &probe).await?;
             Ok(annotation(&stored, STATUS_ANNOTATION).map(|_| ()))
         },

@@ -226,7 +226,6 @@ impl Drop for TestNamespace {
     }
 }
 
-/// A name part unique within this machine and run.
 /// The repository's `manifests/` directory, found at run time.
 ///
 /// Not `env!("CARGO_MANIFEST_DIR")`: the e2e target directory is shared between checkouts (it
@@ -240,6 +239,7 @@ pub fn manifests_dir() -> std::path::PathBuf {
     crate_dir.join("../../manifests")
 }
 
+/// A name part unique within this machine and run.
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);

@@ -361,9 +361,16 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
         "status annotation {status:?}"
     );
 
-    // It was this copy's webhook: its own Pods logged the admission of the probe.
-    let logs = node
-        .kubectl_ok(&[
+    // It was this copy's webhook: its own Pods logged the admission of the probe (polled: the
+    // line reaches the container log through containerd a moment after the reply).
+    let admitted_here = |logs: &str| {
+        logs.lines().any(|l| {
+            l.contains(&format!("\"name\":\"{probe_name}\""))
+                && l.contains(&format!("\"namespace\":\"{}\"", target.name))
+        })
+    };
+    let webhook_logs = || {
+        node.kubectl_ok(&[
             "-n",
             &namespace,
             "logs",
@@ -371,13 +378,19 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
             "app.kubernetes.io/name=deputy-webhook",
             "--tail=-1",
         ])
-        .expect("the webhook Pods' logs");
-    assert!(
-        logs.lines()
-            .any(|l| l.contains(&format!("\"name\":\"{probe_name}\""))
-                && l.contains(&format!("\"namespace\":\"{}\"", target.name))),
-        "no admission of {probe_name} in the copy's webhook logs:\n{logs}"
-    );
+    };
+    let found = poll(
+        "the probe's admission in the copy's webhook logs",
+        Duration::from_secs(15),
+        || async { Ok(admitted_here(&webhook_logs()?).then_some(())) },
+    )
+    .await;
+    if let Err(e) = found {
+        panic!(
+            "{e:#}; the copy's webhook logs:\n{}",
+            webhook_logs().unwrap_or_else(|e| format!("(unreadable: {e:#})"))
+        );
+    }
 
     let at = |t: Instant| t.duration_since(t0).as_secs_f64();
     let line = format!(
