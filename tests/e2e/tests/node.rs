@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use deputy_e2e::test_webhook::{self, DeleteOnDrop};
 use deputy_e2e::{
-    pod, poll, read_events, uptime, wait_gone, wait_running, Node, BUSYBOX, K8S_VERSION, TOOL,
+    pod, poll, read_events, uptime, wait_gone, wait_running, Node, TestNamespace, BUSYBOX,
+    K8S_VERSION, TOOL,
 };
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -279,48 +280,59 @@ async fn deployment_rolls_out_and_its_service_routes_from_another_pod() {
     assert_eq!(seen.len(), 24);
 }
 
-#[tokio::test]
-async fn prestop_hook_runs_before_sigterm() {
-    let node = node!("prestop_hook_runs_before_sigterm");
-    let ns = node.namespace("prestop", &[]).await;
+/// Runs Pod `name` whose one container runs `main` with `hook` as its preStop, both appending
+/// `LABEL <uptime>` records to a hostPath file; once `first_record` is there, deletes the Pod and
+/// waits until it is gone. Returns the records and the node's uptime just before the DELETE.
+async fn record_termination(
+    node: &Node,
+    ns: &TestNamespace,
+    name: &str,
+    (main, hook): (&str, &str),
+    grace_seconds: i64,
+    first_record: &str,
+) -> (Vec<(String, f64)>, f64) {
     let dir = node.host_dir(&ns.name);
-    let main = r#"now() { cut -d' ' -f1 /proc/uptime; }
-trap 'echo "TERM $(now)" >> /out/events; exit 0' TERM
-echo "START $(now)" >> /out/events
-while :; do sleep 1 & wait $!; done"#;
-    let hook = r#"echo "PRESTOP $(cut -d' ' -f1 /proc/uptime)" >> /out/events; sleep 2; echo "PRESTOP_END $(cut -d' ' -f1 /proc/uptime)" >> /out/events"#;
     let mut c = sh("app", main);
     c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", hook]}}});
     c["volumeMounts"] = serde_json::json!([{"name": "out", "mountPath": "/out"}]);
     let p = pod(serde_json::json!({
-        "metadata": {"name": "prestop"},
-        "spec": {"terminationGracePeriodSeconds": 30, "containers": [c],
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": grace_seconds, "containers": [c],
             "volumes": [{"name": "out", "hostPath": {"path": dir, "type": "Directory"}}]}
     }));
     let pods = ns.pods();
     pods.create(&PostParams::default(), &p).await.unwrap();
-    wait_running(&pods, "prestop", MINUTE)
-        .await
-        .expect("Pod runs");
+    wait_running(&pods, name, MINUTE).await.expect("Pod runs");
     let events = dir.join("events");
-    poll("the START record", MINUTE, || async {
+    poll(&format!("a {first_record} record"), MINUTE, || async {
         Ok(read_events(&events)
             .iter()
-            .any(|(l, _)| l == "START")
+            .any(|(l, _)| l == first_record)
             .then_some(()))
     })
     .await
     .unwrap();
 
     let deleted_at = uptime();
-    pods.delete("prestop", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&pods, "prestop", MINUTE)
+    pods.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_gone(&pods, name, MINUTE)
         .await
         .expect("Pod terminates");
+    (read_events(&events), deleted_at)
+}
 
-    let ev = read_events(&events);
+#[tokio::test]
+async fn prestop_hook_runs_before_sigterm() {
+    let node = node!("prestop_hook_runs_before_sigterm");
+    let ns = node.namespace("prestop", &[]).await;
+    let main = r#"now() { cut -d' ' -f1 /proc/uptime; }
+trap 'echo "TERM $(now)" >> /out/events; exit 0' TERM
+echo "START $(now)" >> /out/events
+while :; do sleep 1 & wait $!; done"#;
+    let hook = r#"echo "PRESTOP $(cut -d' ' -f1 /proc/uptime)" >> /out/events; sleep 2; echo "PRESTOP_END $(cut -d' ' -f1 /proc/uptime)" >> /out/events"#;
+    let (ev, deleted_at) =
+        record_termination(&node, &ns, "prestop", (main, hook), 30, "START").await;
+
     let labels: Vec<&str> = ev.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(
         labels,
@@ -355,46 +367,16 @@ while :; do sleep 1 & wait $!; done"#;
 async fn hook_outlasting_the_grace_period_gets_sigterm_then_sigkill_2s_later() {
     let node = node!("hook_outlasting_the_grace_period_gets_sigterm_then_sigkill_2s_later");
     let ns = node.namespace("grace", &[]).await;
-    let dir = node.host_dir(&ns.name);
     // The main process survives SIGTERM and keeps recording that it is alive, so the last
     // ALIVE record dates the SIGKILL.
     let main = r#"now() { cut -d' ' -f1 /proc/uptime; }
 trap 'echo "TERM $(now)" >> /out/events' TERM
 while :; do echo "ALIVE $(now)" >> /out/events; sleep 0.1 & wait $!; done"#;
     let hook = r#"echo "PRESTOP $(cut -d' ' -f1 /proc/uptime)" >> /out/events; sleep 60; echo "PRESTOP_END $(cut -d' ' -f1 /proc/uptime)" >> /out/events"#;
-    let mut c = sh("app", main);
-    c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", hook]}}});
-    c["volumeMounts"] = serde_json::json!([{"name": "out", "mountPath": "/out"}]);
     let grace = 4.0;
-    let p = pod(serde_json::json!({
-        "metadata": {"name": "grace"},
-        "spec": {"terminationGracePeriodSeconds": grace as i64, "containers": [c],
-            "volumes": [{"name": "out", "hostPath": {"path": dir, "type": "Directory"}}]}
-    }));
-    let pods = ns.pods();
-    pods.create(&PostParams::default(), &p).await.unwrap();
-    wait_running(&pods, "grace", MINUTE)
-        .await
-        .expect("Pod runs");
-    let events = dir.join("events");
-    poll("an ALIVE record", MINUTE, || async {
-        Ok(read_events(&events)
-            .iter()
-            .any(|(l, _)| l == "ALIVE")
-            .then_some(()))
-    })
-    .await
-    .unwrap();
+    let (ev, deleted_at) =
+        record_termination(&node, &ns, "grace", (main, hook), grace as i64, "ALIVE").await;
 
-    let deleted_at = uptime();
-    pods.delete("grace", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&pods, "grace", MINUTE)
-        .await
-        .expect("Pod terminates");
-
-    let ev = read_events(&events);
     let t = |label: &str| ev.iter().find(|(l, _)| l == label).map(|e| e.1);
     let prestop = t("PRESTOP").unwrap_or_else(|| panic!("the hook ran: {ev:?}"));
     let term = t("TERM").unwrap_or_else(|| panic!("SIGTERM arrived: {ev:?}"));
