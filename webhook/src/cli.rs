@@ -172,7 +172,7 @@ struct TlsSecretArgs {
 
     /// With --tls-secret: the least time between the steps of a CA change (new CA trusted →
     /// certificate from it served → old CA dropped), for the API server and every replica to
-    /// catch up.
+    /// catch up. Each replica also re-reads the Secret every third of it (2s to 60s).
     #[arg(
         long,
         env = "DEPUTY_WEBHOOK_ROTATION_OVERLAP",

@@ -40,6 +40,16 @@ pub const ROTATED_ANNOTATION: &str = "k8s-deputy.io/rotated";
 
 /// The most time between two looks at the Secret and the configuration, events or not.
 const RESYNC_SECS: i64 = 60;
+
+/// The time between two looks on the timer while the Secret exists: a third of the rotation
+/// overlap (2 s to [`RESYNC_SECS`]). A replica whose watch went quiet then still sees a new
+/// serving certificate well before the overlap ends and the old CA leaves the bundle; with a
+/// minute, any overlap under a minute relied on live watches.
+fn resync_secs(overlap: Duration) -> i64 {
+    i64::try_from(overlap.as_secs() / 3)
+        .unwrap_or(RESYNC_SECS)
+        .clamp(2, RESYNC_SECS)
+}
 /// Wait after a failed API call.
 const RETRY_SECS: i64 = 5;
 
@@ -141,6 +151,7 @@ impl Controller {
         let events =
             watcher::watch_object(self.secrets.clone(), &self.config.secret).default_backoff();
         let mut events = std::pin::pin!(events);
+        let resync = resync_secs(self.config.settings.overlap);
         // None until the watch has answered once; then the Secret, or None if it does not exist.
         let mut latest: Option<Option<Secret>> = None;
         let mut wake = tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -193,7 +204,7 @@ impl Controller {
                             Err(()) => unix_now() + RETRY_SECS,
                         },
                     };
-                    let delay = (at - unix_now()).clamp(0, RESYNC_SECS);
+                    let delay = (at - unix_now()).clamp(0, resync);
                     wake = tokio::time::Instant::now() + Duration::from_secs(delay.unsigned_abs());
                 }
             }
@@ -585,6 +596,19 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quiet_watch_is_caught_up_with_well_within_the_overlap() {
+        let secs = |s| resync_secs(Duration::from_secs(s));
+        assert_eq!(secs(30), 10, "the default overlap");
+        assert_eq!(secs(5), 2, "overlays/local: at most 2 s, not less");
+        assert_eq!(secs(0), 2);
+        assert_eq!(secs(180), 60);
+        assert_eq!(secs(u64::MAX), 60);
+        for overlap in [3, 5, 6, 30, 90, 179] {
+            assert!(secs(overlap) * 2 <= overlap.max(4) as i64, "{overlap}");
+        }
+    }
 
     fn configuration() -> MutatingWebhookConfiguration {
         serde_json::from_value(serde_json::json!({
