@@ -30,9 +30,12 @@ fn main() {
     if let Some(dir) = std::env::var_os(FLOOR_ENV) {
         return floor_server(Path::new(&dir));
     }
-    let dir = std::env::temp_dir().join(format!("deputy-bench-https-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed when dropped, also when a step below panics.
+    let tmp = tempfile::Builder::new()
+        .prefix("deputy-bench-https-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path().to_owned();
     let ca = make_certificates(&dir);
     let body = review_body();
 
@@ -103,8 +106,7 @@ fn main() {
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
-    drop((deputy, floor));
-    let _ = std::fs::remove_dir_all(&dir);
+    drop((deputy, floor, tmp));
 }
 
 fn micros(d: Duration) -> String {
@@ -197,7 +199,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let addr = first_line(child.stderr.take().unwrap(), |line| {
+        let stderr = child.stderr.take().unwrap();
+        let addr = first_line(&mut child, stderr, |line| {
             let v: Value = serde_json::from_str(line).ok()?;
             let addr = |key: &str| v[key].as_str()?.parse::<std::net::SocketAddr>().ok();
             (v["message"] == "serving").then(|| Some((addr("listen")?, addr("metrics_listen")?)))?
@@ -214,7 +217,8 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let addr = first_line(child.stdout.take().unwrap(), |line| {
+        let stdout = child.stdout.take().unwrap();
+        let addr = first_line(&mut child, stdout, |line| {
             line.strip_prefix("listening ")?.parse().ok()
         });
         Self {
@@ -270,8 +274,13 @@ impl Drop for Server {
     }
 }
 
-/// Reads lines (for at most 30 s) until `parse` accepts one; the rest is drained in a thread.
-fn first_line<T>(stream: impl Read + Send + 'static, parse: impl Fn(&str) -> Option<T>) -> T {
+/// Reads `child`'s lines (for at most 30 s) until `parse` accepts one; the rest is drained in a
+/// thread. A child that never gets there is killed before the panic, not left running.
+fn first_line<T>(
+    child: &mut Child,
+    stream: impl Read + Send + 'static,
+    parse: impl Fn(&str) -> Option<T>,
+) -> T {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
@@ -282,9 +291,11 @@ fn first_line<T>(stream: impl Read + Send + 'static, parse: impl Fn(&str) -> Opt
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the server did not start in 30 s");
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server did not say it was listening within 30 s (or it exited); killed");
+        };
         if let Some(v) = parse(&line) {
             return v;
         }
