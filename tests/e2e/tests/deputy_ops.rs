@@ -1227,6 +1227,31 @@ impl Drop for ReapplyManifests<'_> {
     }
 }
 
+/// Waits until the API server's authorizer lets (or no longer lets) the webhook's service account
+/// patch its MutatingWebhookConfiguration.
+async fn wait_for_patch_permission(node: &Node, allowed: bool) {
+    let service_account = format!("system:serviceaccount:{SYSTEM_NS}:{WEBHOOK_NAME}");
+    let resource =
+        format!("mutatingwebhookconfigurations.admissionregistration.k8s.io/{WEBHOOK_NAME}");
+    poll(
+        &format!("the authorizer to say {allowed} to the webhook's caBundle patch"),
+        MINUTE,
+        || async {
+            let answer = node.kubectl(&[
+                "auth",
+                "can-i",
+                "patch",
+                &resource,
+                "--as",
+                &service_account,
+            ])?;
+            Ok((answer.stdout.trim() == if allowed { "yes" } else { "no" }).then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 /// The safety net of `--tls-secret`: while the configuration's caBundle does not trust the
 /// certificate a replica serves (here: a foreign CA patched in, and the controller's `patch`
 /// permission taken away so it cannot repair it), the replicas are not ready; once it may patch
@@ -1247,6 +1272,9 @@ async fn replicas_are_unready_while_the_ca_bundle_does_not_trust_them() {
         r#"[{"op": "replace", "path": "/rules/0/verbs", "value": ["get"]}]"#,
     ])
     .expect("take the patch permission away");
+    // The authorizer follows RBAC objects through a cache: wait until it denies the patch, or the
+    // controller's first look could still repair the caBundle.
+    wait_for_patch_permission(&node, false).await;
     let mut foreign = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     foreign.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let foreign = foreign
@@ -1277,6 +1305,7 @@ async fn replicas_are_unready_while_the_ca_bundle_does_not_trust_them() {
 
     drop(restore);
     let repaired_at = Instant::now();
+    wait_for_patch_permission(&node, true).await;
     nudge(&secrets).await;
     poll(
         "the caBundles hold the Secret's CA again",
