@@ -865,14 +865,7 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
     tokio::time::sleep(Duration::from_secs(2)).await;
     let token = format!("e2e-{}", unique());
     let requested_at = start.elapsed();
-    secrets
-        .patch(
-            TLS_SECRET,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"k8s-deputy.io/rotate": token}}})),
-        )
-        .await
-        .expect("ask for a rotation");
+    annotate_tls_secret(&secrets, "k8s-deputy.io/rotate", &token).await;
 
     let mut seen = Seen::default();
     let mut new_ca = String::new();
@@ -1205,15 +1198,19 @@ async fn webhook_pods_ready(node: &Node, want: bool) -> bool {
 /// Makes the webhook's controller look at its Secret now (a watch event) instead of at its next
 /// periodic look.
 async fn nudge(secrets: &Api<Secret>) {
-    let value = unique();
+    annotate_tls_secret(secrets, "e2e.k8s-deputy.io/nudge", &unique()).await;
+}
+
+/// Sets one annotation on the webhook's TLS Secret.
+async fn annotate_tls_secret(secrets: &Api<Secret>, key: &str, value: &str) {
     secrets
         .patch(
             TLS_SECRET,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"e2e.k8s-deputy.io/nudge": value}}})),
+            &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
         )
         .await
-        .expect("annotate the Secret");
+        .unwrap_or_else(|e| panic!("annotate the Secret with {key}={value}: {e}"));
 }
 
 /// Re-applies the manifests when dropped: the RBAC this test narrows comes back, and with it the

@@ -32,6 +32,13 @@ fn dry_run(node: &Node, yaml: &str) -> String {
     out.stdout
 }
 
+/// Fails naming the first of `expected` that `yaml` lacks.
+fn assert_contains_all(yaml: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(yaml.contains(expected), "missing {expected:?} in:\n{yaml}");
+    }
+}
+
 /// Renders an overlay after setting `namespace: other-ns` and `namePrefix: acme-` in its own
 /// kustomization (the overlay's directory is a scratch copy).
 fn render_renamed(node: &Node, overlay: &Path) -> String {
@@ -127,30 +134,32 @@ async fn a_renamed_namespace_and_prefix_keep_every_reference_right() {
         .unwrap();
     assert!(status.success());
     let yaml = render_renamed(&node, &copy.join("overlays/cert-manager"));
-    for expected in [
-        "cert-manager.io/inject-ca-from: other-ns/acme-deputy-webhook",
-        "- acme-deputy-webhook.other-ns.svc\n",
-        "name: acme-deputy-selfsigned",
-        "      name: acme-deputy-webhook\n      namespace: other-ns\n      path: /mutate",
-    ] {
-        assert!(yaml.contains(expected), "missing {expected:?} in:\n{yaml}");
-    }
+    assert_contains_all(
+        &yaml,
+        &[
+            "cert-manager.io/inject-ca-from: other-ns/acme-deputy-webhook",
+            "- acme-deputy-webhook.other-ns.svc\n",
+            "name: acme-deputy-selfsigned",
+            "      name: acme-deputy-webhook\n      namespace: other-ns\n      path: /mutate",
+        ],
+    );
     // Negative control: the unrenamed names are gone from the references.
     assert!(!yaml.contains("inject-ca-from: deputy-system/"), "{yaml}");
 
     // The self-signed overlay: the names the webhook is told, and those RBAC grants, follow.
     let yaml = render_renamed(&node, &copy.join("overlays/self-signed"));
     let _ = std::fs::remove_dir_all(&copy);
-    for expected in [
-        "- name: DEPUTY_WEBHOOK_TLS_SECRET\n          value: acme-deputy-webhook-tls\n",
-        "- name: DEPUTY_WEBHOOK_CONFIGURATION\n          value: acme-deputy-webhook\n",
-        "- name: DEPUTY_WEBHOOK_SERVICE\n          value: acme-deputy-webhook\n",
-        "  resourceNames:\n  - acme-deputy-webhook-tls\n",
-        "  resourceNames:\n  - acme-deputy-webhook\n",
-        "- kind: ServiceAccount\n  name: acme-deputy-webhook\n  namespace: other-ns\n",
-        "      name: acme-deputy-webhook\n      namespace: other-ns\n      path: /mutate",
-    ] {
-        assert!(yaml.contains(expected), "missing {expected:?} in:\n{yaml}");
-    }
+    assert_contains_all(
+        &yaml,
+        &[
+            "- name: DEPUTY_WEBHOOK_TLS_SECRET\n          value: acme-deputy-webhook-tls\n",
+            "- name: DEPUTY_WEBHOOK_CONFIGURATION\n          value: acme-deputy-webhook\n",
+            "- name: DEPUTY_WEBHOOK_SERVICE\n          value: acme-deputy-webhook\n",
+            "  resourceNames:\n  - acme-deputy-webhook-tls\n",
+            "  resourceNames:\n  - acme-deputy-webhook\n",
+            "- kind: ServiceAccount\n  name: acme-deputy-webhook\n  namespace: other-ns\n",
+            "      name: acme-deputy-webhook\n      namespace: other-ns\n      path: /mutate",
+        ],
+    );
     assert!(!yaml.contains("deputy-system"), "{yaml}");
 }
