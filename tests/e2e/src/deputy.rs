@@ -199,9 +199,16 @@ impl LogFollower {
             let mut out = Vec::new();
             while let Some(line) = lines.try_next().await? {
                 let (at, text) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-                let at: Timestamp = at
-                    .parse()
-                    .with_context(|| format!("a log timestamp in {line:?}"))?;
+                let at: Timestamp = match at.parse() {
+                    Ok(at) => at,
+                    // The kubelet read the log to its end, then asked the runtime whether the
+                    // container still runs; it had already been removed (the Pod is gone), and
+                    // the kubelet writes that error into the stream instead of just ending it.
+                    Err(_) if line.starts_with("rpc error: code = NotFound") => break,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("a log timestamp in {line:?}"))
+                    }
+                };
                 out.push(LogLine {
                     at,
                     text: text.to_owned(),
