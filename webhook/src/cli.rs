@@ -410,11 +410,11 @@ fn load_config_file(path: &std::path::Path) -> anyhow::Result<InjectionConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --config {}", path.display()))?;
     let context = || format!("--config {}", path.display());
-    let stream = crate::yaml::parse(&text).with_context(context)?;
+    let stream = deputy_yaml::parse(&text).with_context(context)?;
     let mut documents = stream
         .documents
         .iter()
-        .filter(|d| **d != crate::yaml::Node::Null);
+        .filter(|d| **d != deputy_yaml::Node::Null);
     match (documents.next(), documents.next()) {
         (None, _) => Ok(InjectionConfig::default()),
         (Some(document), None) => serde_json::from_value(document.to_json()).with_context(context),

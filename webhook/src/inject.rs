@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::config::InjectionConfig;
 use crate::mutate::{self, Outcome, PodContext, SkipReason};
-use crate::yaml::{self, Format, Node, ParseError};
+use deputy_yaml::{self as yaml, Format, Node, ParseError};
 
 /// Why `inject` wrote nothing.
 #[derive(Debug, thiserror::Error)]

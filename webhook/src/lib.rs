@@ -12,4 +12,3 @@ pub mod mutate;
 pub mod selfsigned;
 pub mod server;
 pub mod tls;
-pub mod yaml;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use deputy_webhook::config::InjectionConfig;
 use deputy_webhook::inject::{self, InjectError};
 use deputy_webhook::mutate::Outcome;
-use deputy_webhook::yaml::{self, Node};
+use deputy_yaml::{self as yaml, Node};
 use serde_json::Value;
 
 const AGENT_IMAGE: &str = "ghcr.io/k8s-deputy/deputy-agent:0.1.0";

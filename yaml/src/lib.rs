@@ -1,15 +1,4 @@
-//! Kubernetes manifests in and out, as kubectl reads them: multi-document YAML with YAML 1.1
-//! scalars (`on` is a boolean, `0400` is 256), or a stream of JSON objects.
-//!
-//! The parser is `saphyr-parser` (a maintained, pure-Rust YAML 1.2 event parser); scalar typing
-//! is ours (`resolve`), written to match kubectl's converter (sigs.k8s.io/yaml, a go-yaml v2
-//! fork) case by case: the Rust YAML crates type scalars by YAML 1.2 rules, or (serde-saphyr's
-//! options) by rules close to 1.1 that still differ from go-yaml on cases such as `0X1F`. The
-//! writer is ours too (`write`): it quotes every string that a YAML 1.1 or 1.2 reader could take
-//! for something else, so output reads back the same in kubectl, PyYAML and 1.2 parsers.
-//! Mappings keep their key order ([`Node`]), so a document we did not change reads as before.
-//! `webhook/tests/yaml-readers/check.py` cross-checks both directions against kubectl's converter
-//! and PyYAML.
+#![doc = include_str!("../README.md")]
 
 mod read;
 mod resolve;
