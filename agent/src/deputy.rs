@@ -7,8 +7,8 @@ use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
-use crate::registration::RegisterError;
-use crate::terminator::{ExitHandle, Terminator};
+use crate::server::registration::RegisterError;
+use crate::server::{ExitHandle, Terminator};
 
 /// Exit status when the shutdown handler returns an error or panics.
 pub const EXIT_HANDLER_FAILED: i32 = 1;

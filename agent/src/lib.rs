@@ -21,17 +21,18 @@ mod deputy;
 pub mod health;
 pub mod process;
 pub mod protocol;
-mod registration;
+pub mod server;
 pub mod sys;
-mod terminator;
 
 pub use client::{graceful_terminate, ClientError, TerminateOutcome};
 pub use deputy::{
     Deputy, DeputyBuilder, HandlerError, DEFAULT_SHUTDOWN_TIMEOUT, EXIT_HANDLER_FAILED,
     EXIT_HANDLER_TIMED_OUT,
 };
-pub use registration::{peer_allowed, send_line, write_atomically, RegisterError, Registration};
-pub use terminator::{
+pub use server::registration::{
+    admit_peer, peer_allowed, send_line, write_atomically, ForeignPeer, RegisterError, Registration,
+};
+pub use server::{
     graceful_terminator, ExitHandle, Terminator, TerminatorBuilder, EXIT_DRAIN,
     REQUEST_READ_TIMEOUT,
 };

@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 
 use deputy_agent::process::descent_depth;
 use deputy_agent::protocol::{IpcDir, LineBuffer, Reply, Request, ENV_SUPERVISOR_PID};
-use deputy_agent::{peer_allowed, send_line, Registration, EXIT_DRAIN, REQUEST_READ_TIMEOUT};
+use deputy_agent::{admit_peer, send_line, Registration, EXIT_DRAIN, REQUEST_READ_TIMEOUT};
 
 use crate::cli::RunArgs;
 
@@ -337,14 +337,10 @@ impl Supervisor {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            match peer_allowed(&stream) {
-                Ok((true, _, _)) => {}
-                Ok((false, uid, pid)) => {
-                    log(format_args!("refused a request from PID {pid} running as UID {uid}: only root or our own UID may ask us to terminate"));
-                    send_line(
-                        &stream,
-                        Reply::Error("forbidden: wrong UID".into()).to_string(),
-                    );
+            match admit_peer(&stream) {
+                Ok(Ok(())) => {}
+                Ok(Err(foreign)) => {
+                    log(format_args!("{foreign}"));
                     continue;
                 }
                 Err(_) => continue,

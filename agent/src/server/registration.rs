@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::socket::{getsockopt, send, sockopt::PeerCredentials, MsgFlags};
 use nix::unistd::Uid;
 
-use crate::protocol::{IpcDir, ENV_IPC_DIR};
+use crate::protocol::{IpcDir, Reply, ENV_IPC_DIR};
 
 /// Registering failed; every message says what to change.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +117,37 @@ pub fn peer_allowed(stream: &UnixStream) -> io::Result<(bool, u32, i32)> {
     let uid = cred.uid();
     let allowed = uid == 0 || uid == Uid::effective().as_raw();
     Ok((allowed, uid, cred.pid()))
+}
+
+/// A connected peer that may not ask this process to terminate. Its `Display` is the log line
+/// both servers (the library's and `deputy-agent run`'s) write, so the refusal reads the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignPeer {
+    /// The peer's PID.
+    pub pid: i32,
+    /// The peer's UID: neither root nor ours.
+    pub uid: u32,
+}
+
+impl std::fmt::Display for ForeignPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { pid, uid } = self;
+        write!(f, "refused a request from PID {pid} running as UID {uid}: only root or our own UID may ask us to terminate")
+    }
+}
+
+/// Admits a connected peer ([`peer_allowed`]), or answers it `error forbidden: wrong UID` and
+/// returns who it was, for the caller to log.
+pub fn admit_peer(stream: &UnixStream) -> io::Result<Result<(), ForeignPeer>> {
+    let (allowed, uid, pid) = peer_allowed(stream)?;
+    if allowed {
+        return Ok(Ok(()));
+    }
+    send_line(
+        stream,
+        Reply::Error("forbidden: wrong UID".into()).to_string(),
+    );
+    Ok(Err(ForeignPeer { pid, uid }))
 }
 
 /// Sends bytes on a connection, ignoring a peer that already left (`EPIPE` is not an error

@@ -2,13 +2,15 @@
 //! and waits for it to exit. Exit 0 when it exited or when nothing is registered (Kubernetes then
 //! sends SIGTERM as usual); 1 on timeout or refusal.
 
+mod report;
+
 use std::time::{Duration, Instant};
 
 use deputy_agent::client::{self, Ack, ClientError, Connection, Exit, Lookup, TargetSource};
 use deputy_agent::protocol::IpcDir;
 
 use crate::cli::TerminateArgs;
-use crate::report::Reporter;
+use report::Reporter;
 
 /// How long `--no-wait` waits for an acknowledgement before assuming a K8sDeputy.jl server.
 const NO_WAIT_ACK: Duration = Duration::from_secs(1);

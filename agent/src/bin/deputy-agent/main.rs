@@ -3,10 +3,9 @@
 mod cli;
 mod help;
 mod install;
-mod report;
+mod prestop;
 mod status;
 mod supervise;
-mod terminate;
 
 use std::process::ExitCode;
 
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Command::Terminate(args) => terminate::terminate(&dir, &args),
+        Command::Terminate(args) => prestop::terminate(&dir, &args),
         Command::Run(args) => supervise::run(args, &dir),
         Command::Status => match status::status(&dir, &mut std::io::stdout().lock()) {
             Ok(()) => 0,

@@ -4,6 +4,8 @@
 //! tells waiting preStop clients before the process goes (a PID 1 that exits first makes the
 //! kernel kill the preStop and Kubernetes report `FailedPreStopHook`).
 
+pub mod registration;
+
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{shutdown, Shutdown};
 
 use crate::protocol::{self, IpcDir, LineBuffer, Reply, Request};
-use crate::registration::{peer_allowed, send_line, RegisterError, Registration};
+use registration::{admit_peer, send_line, RegisterError, Registration};
 
 /// How long one connection may take to send its request line.
 pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(1);
@@ -309,14 +311,10 @@ fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
 }
 
 fn handle_connection(mut stream: UnixStream, shared: &Shared) {
-    match peer_allowed(&stream) {
-        Ok((true, _, _)) => {}
-        Ok((false, uid, pid)) => {
-            eprintln!("deputy: refused a request from PID {pid} running as UID {uid}: only root or our own UID may ask us to terminate");
-            send_line(
-                &stream,
-                Reply::Error("forbidden: wrong UID".into()).to_string(),
-            );
+    match admit_peer(&stream) {
+        Ok(Ok(())) => {}
+        Ok(Err(foreign)) => {
+            eprintln!("deputy: {foreign}");
             return;
         }
         Err(err) => {
