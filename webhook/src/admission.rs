@@ -7,7 +7,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::config::InjectionConfig;
-use crate::mutate::{self, Outcome, PodContext, SkipReason};
+use crate::mutate::{self, warning, Outcome, PodContext, SkipReason};
 
 /// How the review ended, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +106,9 @@ pub fn review(body: &[u8], config: &InjectionConfig) -> Result<(Value, ReviewOut
     let is_pod = request["kind"]["kind"] == "Pod" || request["resource"]["resource"] == "pods";
     let mut warnings: Vec<String> = Vec::new();
     if !is_pod || !request["object"].is_object() {
-        warnings
-            .push("k8s-deputy: the request is not a Pod with an object; admitted unchanged".into());
+        warnings.push(warning(format_args!(
+            "the request is not a Pod with an object; admitted unchanged"
+        )));
     } else {
         let operation = request["operation"].as_str().unwrap_or_default().to_owned();
         let ctx = PodContext {
@@ -128,9 +129,9 @@ pub fn review(body: &[u8], config: &InjectionConfig) -> Result<(Value, ReviewOut
                         json!(base64::engine::general_purpose::STANDARD.encode(patch));
                     outcome.result = ReviewResult::Injected;
                 }
-                Err(err) => warnings.push(format!(
-                    "k8s-deputy: internal error ({err}); admitted unchanged"
-                )),
+                Err(err) => warnings.push(warning(format_args!(
+                    "internal error ({err}); admitted unchanged"
+                ))),
             },
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{get, PatchBuilder, IPC_VOLUME};
+use super::{get, warning, PatchBuilder, IPC_VOLUME};
 use crate::config::{keys, InjectionConfig};
 
 /// The environment variable that tells the agent and apps where the IPC directory is.
@@ -44,7 +44,7 @@ enum Hook {
 
 /// What one container gets.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct ContainerPlan {
     /// The container.
     pub target: Target,
     ipc_path: String,
@@ -55,7 +55,11 @@ pub struct Plan {
 }
 
 /// Plans every targeted container that can be injected; explains each one left alone.
-pub fn plan(pod: &Value, config: &InjectionConfig, warnings: &mut Vec<String>) -> Vec<Plan> {
+pub fn plan(
+    pod: &Value,
+    config: &InjectionConfig,
+    warnings: &mut Vec<String>,
+) -> Vec<ContainerPlan> {
     let annotation =
         |key: &str| get(pod, &["metadata", "annotations", key]).and_then(Value::as_str);
     let ipc_default = ipc_dir(annotation(keys::IPC_DIR), config, warnings);
@@ -64,10 +68,10 @@ pub fn plan(pod: &Value, config: &InjectionConfig, warnings: &mut Vec<String>) -
         None => false,
         Some("chain") => true,
         Some(other) => {
-            warnings.push(format!(
-                "k8s-deputy: {}: {other:?} is not a known value (only \"chain\"); ignored",
+            warnings.push(warning(format_args!(
+                "{}: {other:?} is not a known value (only \"chain\"); ignored",
                 keys::EXISTING_PRESTOP
-            ));
+            )));
             false
         }
     };
@@ -75,10 +79,10 @@ pub fn plan(pod: &Value, config: &InjectionConfig, warnings: &mut Vec<String>) -
         None => false,
         Some("wrap") => true,
         Some(other) => {
-            warnings.push(format!(
-                "k8s-deputy: {}: {other:?} is not a known value (only \"wrap\"); ignored",
+            warnings.push(warning(format_args!(
+                "{}: {other:?} is not a known value (only \"wrap\"); ignored",
                 keys::ENTRYPOINT
-            ));
+            )));
             false
         }
     };
@@ -125,7 +129,7 @@ fn plan_container(
     wrap: bool,
     config: &InjectionConfig,
     warnings: &mut Vec<String>,
-) -> Option<Plan> {
+) -> Option<ContainerPlan> {
     let name = &target.name;
     let mounts_at = |path: &str| {
         container["volumeMounts"]
@@ -133,10 +137,10 @@ fn plan_container(
             .is_some_and(|m| m.iter().any(|m| m["mountPath"] == path))
     };
     if mounts_at(&config.agent_dir) {
-        warnings.push(format!(
-            "k8s-deputy: container {name:?} already mounts something at {}; left unchanged",
+        warnings.push(warning(format_args!(
+            "container {name:?} already mounts something at {}; left unchanged",
             config.agent_dir
-        ));
+        )));
         return None;
     }
     let hook = if target.role == Role::Init {
@@ -147,17 +151,17 @@ fn plan_container(
             existing if chain => match chained(existing, relay) {
                 Some(command) => Hook::Chain(command),
                 None => {
-                    warnings.push(format!(
-                        "k8s-deputy: container {name:?} has a preStop hook that is neither exec nor sleep (httpGet is never chained); left unchanged"
-                    ));
+                    warnings.push(warning(format_args!(
+                        "container {name:?} has a preStop hook that is neither exec nor sleep (httpGet is never chained); left unchanged"
+                    )));
                     return None;
                 }
             },
             _ => {
-                warnings.push(format!(
-                    "k8s-deputy: container {name:?} already has a preStop hook; left unchanged (annotate {}: chain to run yours first, then the relay)",
+                warnings.push(warning(format_args!(
+                    "container {name:?} already has a preStop hook; left unchanged (annotate {}: chain to run yours first, then the relay)",
                     keys::EXISTING_PRESTOP
-                ));
+                )));
                 return None;
             }
         }
@@ -169,30 +173,30 @@ fn plan_container(
         None => (ipc_default.to_owned(), true),
         Some(entry) => match entry["value"].as_str() {
             Some(path) if path.starts_with('/') => {
-                warnings.push(format!(
-                    "k8s-deputy: container {name:?} sets {ENV_IPC_DIR}={path}; the IPC volume is mounted there"
-                ));
+                warnings.push(warning(format_args!(
+                    "container {name:?} sets {ENV_IPC_DIR}={path}; the IPC volume is mounted there"
+                )));
                 (path.trim_end_matches('/').to_owned(), false)
             }
             _ => {
-                warnings.push(format!(
-                    "k8s-deputy: container {name:?} sets {ENV_IPC_DIR} to something other than an absolute path; kept as is, IPC volume mounted at {ipc_default}"
-                ));
+                warnings.push(warning(format_args!(
+                    "container {name:?} sets {ENV_IPC_DIR} to something other than an absolute path; kept as is, IPC volume mounted at {ipc_default}"
+                )));
                 (ipc_default.to_owned(), false)
             }
         },
     };
     if ipc_path == config.agent_dir.trim_end_matches('/') {
-        warnings.push(format!(
-            "k8s-deputy: container {name:?} would get its IPC directory at {ipc_path}, where the agent is mounted; left unchanged"
-        ));
+        warnings.push(warning(format_args!(
+            "container {name:?} would get its IPC directory at {ipc_path}, where the agent is mounted; left unchanged"
+        )));
         return None;
     }
     let add_ipc_mount = !mounts_at(&ipc_path);
     if !add_ipc_mount {
-        warnings.push(format!(
-            "k8s-deputy: container {name:?} already mounts a volume at {ipc_path}; it is used as the IPC directory (it must be writable)"
-        ));
+        warnings.push(warning(format_args!(
+            "container {name:?} already mounts a volume at {ipc_path}; it is used as the IPC directory (it must be writable)"
+        )));
     }
     let wrap = if wrap && target.role != Role::Init {
         match container["command"].as_array() {
@@ -203,16 +207,16 @@ fn plan_container(
                 Some(wrapped)
             }
             None => {
-                warnings.push(format!(
-                    "k8s-deputy: container {name:?} sets no command, so it cannot be wrapped (the image's ENTRYPOINT is unknown at admission); set command to wrap it"
-                ));
+                warnings.push(warning(format_args!(
+                    "container {name:?} sets no command, so it cannot be wrapped (the image's ENTRYPOINT is unknown at admission); set command to wrap it"
+                )));
                 None
             }
         }
     } else {
         None
     };
-    Some(Plan {
+    Some(ContainerPlan {
         target,
         ipc_path,
         add_ipc_mount,
@@ -278,10 +282,10 @@ fn targets(pod: &Value, named: Option<&str>, warnings: &mut Vec<String>) -> Vec<
     let mut chosen: Vec<Target> = Vec::new();
     for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if chosen.iter().any(|t| t.name == name) {
-            warnings.push(format!(
-                "k8s-deputy: {} names {name:?} twice",
+            warnings.push(warning(format_args!(
+                "{} names {name:?} twice",
                 keys::CONTAINERS
-            ));
+            )));
             continue;
         }
         let role = if apps.iter().any(|c| c["name"] == name) {
@@ -293,10 +297,10 @@ fn targets(pod: &Value, named: Option<&str>, warnings: &mut Vec<String>) -> Vec<
                 Role::Init
             }
         } else {
-            warnings.push(format!(
-                "k8s-deputy: {} names {name:?}, which is not a container of this Pod",
+            warnings.push(warning(format_args!(
+                "{} names {name:?}, which is not a container of this Pod",
                 keys::CONTAINERS
-            ));
+            )));
             continue;
         };
         chosen.push(Target {
@@ -318,11 +322,11 @@ fn ipc_dir(
             path.trim_end_matches('/').to_owned()
         }
         Some(path) => {
-            warnings.push(format!(
-                "k8s-deputy: {}: {path:?} is not an absolute directory; using {}",
+            warnings.push(warning(format_args!(
+                "{}: {path:?} is not an absolute directory; using {}",
                 keys::IPC_DIR,
                 config.ipc_dir
-            ));
+            )));
             config.ipc_dir.trim_end_matches('/').to_owned()
         }
     }
@@ -333,10 +337,10 @@ fn terminate_timeout(pod: &Value, annotated: Option<&str>, warnings: &mut Vec<St
     if let Some(text) = annotated {
         match humantime::parse_duration(text.trim()) {
             Ok(d) if d >= Duration::from_millis(1) => return text.trim().to_owned(),
-            _ => warnings.push(format!(
-                "k8s-deputy: {}: {text:?} is not a duration such as 20s; using the grace period",
+            _ => warnings.push(warning(format_args!(
+                "{}: {text:?} is not a duration such as 20s; using the grace period",
                 keys::TERMINATE_TIMEOUT
-            )),
+            ))),
         }
     }
     let grace = get(pod, &["spec", "terminationGracePeriodSeconds"])
@@ -346,7 +350,7 @@ fn terminate_timeout(pod: &Value, annotated: Option<&str>, warnings: &mut Vec<St
 }
 
 /// Adds the planned mounts, env, hook and wrap to one container.
-pub fn apply(b: &mut PatchBuilder, plan: &Plan, config: &InjectionConfig) {
+pub fn apply(b: &mut PatchBuilder, plan: &ContainerPlan, config: &InjectionConfig) {
     let list = list_of(plan.target.role);
     let Some(index) = get(b.doc(), &["spec", list])
         .and_then(Value::as_array)

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::config::{keys, InjectionConfig};
 
+use containers::ContainerPlan;
 pub use containers::{Role, Target};
 pub use patch::{get, PatchBuilder};
 
@@ -135,6 +136,12 @@ impl Mutation {
     }
 }
 
+/// A warning for the user (admission `warnings`, `inject`'s stderr). Every one opens with
+/// `k8s-deputy: `, so that a reader of `kubectl` output knows which webhook speaks.
+pub fn warning(text: fmt::Arguments<'_>) -> String {
+    format!("k8s-deputy: {text}")
+}
+
 /// A patch that could not be built (a bug): the caller fails open.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("internal error: the patch does not apply ({0})")]
@@ -143,52 +150,71 @@ pub struct PatchBug(pub String);
 /// Mutates a Pod (or a pod template: anything shaped `{metadata, spec}`).
 pub fn mutate_pod(pod: &Value, ctx: &PodContext<'_>, config: &InjectionConfig) -> Mutation {
     match plan_pod(pod, ctx, config) {
-        Ok(planned) => build(PatchBuilder::new(pod), planned, config).unwrap_or_else(bug_mutation),
-        Err(skipped) => skipped,
+        Plan::Inject(planned) => {
+            build(PatchBuilder::new(pod), planned, config).unwrap_or_else(bug_mutation)
+        }
+        Plan::Skip { reason, warnings } => Mutation::skipped(reason, warnings),
     }
 }
 
 /// [`mutate_pod`] on a document the caller owns, which is consumed (no copy of a large Pod).
 pub fn mutate_pod_owned(pod: Value, ctx: &PodContext<'_>, config: &InjectionConfig) -> Mutation {
     match plan_pod(&pod, ctx, config) {
-        Ok(planned) => {
+        Plan::Inject(planned) => {
             build(PatchBuilder::from_owned(pod), planned, config).unwrap_or_else(bug_mutation)
         }
-        Err(skipped) => skipped,
+        Plan::Skip { reason, warnings } => Mutation::skipped(reason, warnings),
     }
 }
 
 fn bug_mutation(bug: PatchBug) -> Mutation {
     Mutation {
         patch: json_patch::Patch(Vec::new()),
-        warnings: vec![format!("k8s-deputy: {bug}; admitted unchanged")],
+        warnings: vec![warning(format_args!("{bug}; admitted unchanged"))],
         outcome: Outcome::Failed,
     }
 }
 
+/// What [`plan_pod`] decided.
+enum Plan {
+    /// Leave the Pod alone.
+    Skip {
+        /// Why.
+        reason: SkipReason,
+        /// What the user is told.
+        warnings: Vec<String>,
+    },
+    /// Inject it.
+    Inject(Planned),
+}
+
+/// What an injected Pod gets.
 struct Planned {
-    plans: Vec<containers::Plan>,
+    plans: Vec<ContainerPlan>,
     warnings: Vec<String>,
     install: Value,
 }
 
 /// Decides everything from the input alone: skip, or what each container gets.
-fn plan_pod(
-    pod: &Value,
-    ctx: &PodContext<'_>,
-    config: &InjectionConfig,
-) -> Result<Planned, Mutation> {
-    if let Err((reason, warning)) = skip::check(pod, ctx, config) {
-        return Err(Mutation::skipped(reason, warning.into_iter().collect()));
+fn plan_pod(pod: &Value, ctx: &PodContext<'_>, config: &InjectionConfig) -> Plan {
+    if let Some((reason, warning)) = skip::check(pod, ctx, config) {
+        return Plan::Skip {
+            reason,
+            warnings: warning.into_iter().collect(),
+        };
     }
     let mut warnings = Vec::new();
     let plans = containers::plan(pod, config, &mut warnings);
     if plans.is_empty() {
-        warnings
-            .push("k8s-deputy: no container can take the preStop relay; Pod left unchanged".into());
-        return Err(Mutation::skipped(SkipReason::NoEligibleContainer, warnings));
+        warnings.push(warning(format_args!(
+            "no container can take the preStop relay; Pod left unchanged"
+        )));
+        return Plan::Skip {
+            reason: SkipReason::NoEligibleContainer,
+            warnings,
+        };
     }
-    Ok(Planned {
+    Plan::Inject(Planned {
         plans,
         warnings,
         install: install_container(pod, config),
