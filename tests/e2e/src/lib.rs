@@ -1,13 +1,20 @@
 //! Helpers for the end-to-end tests: finding the node, throwaway namespaces, polling with a
-//! deadline, and running the node's own `kubectl`.
+//! deadline, and running the node's own `kubectl`; the modules hold the rest (Pod builders, the
+//! deployed k8s-deputy, TLS, metrics, figures).
 //!
 //! The node is the one `tests/e2e/harness.sh up` starts; tests find it through `KUBECONFIG`.
 //! Without it a test skips loudly, unless `E2E_REQUIRED` is set (as `harness.sh test` and CI
 //! do), in which case it fails.
 
 pub mod deputy;
+pub mod figures;
+pub mod injection;
+pub mod manifests;
 pub mod metrics;
+pub mod pods;
+pub mod termination;
 pub mod test_webhook;
+pub mod tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -25,6 +32,34 @@ pub const BUSYBOX: &str = "localhost/busybox:e2e";
 pub const TOOL: &str = "localhost/deputy-e2e-tool:e2e";
 /// The Kubernetes release the harness builds.
 pub const K8S_VERSION: &str = "v1.34.4";
+/// The local node's network namespace (`harness.sh`), where Pod IPs are reachable.
+pub const NODE_NETNS: &str = "/run/netns/k8s-deputy-e2e";
+/// The deadline of most waits: far more than an idle node needs, enough for a loaded one.
+pub const MINUTE: Duration = Duration::from_secs(60);
+
+/// Connects to the node, or returns from the calling test after saying loudly why it is
+/// skipped (see [`Node::from_env`]): `let node = node!("test_name");` in an `async` test.
+#[macro_export]
+macro_rules! node {
+    ($test:literal) => {
+        match $crate::Node::from_env($test).await {
+            Some(node) => node,
+            None => return,
+        }
+    };
+}
+
+/// Says loudly that a test is skipped and why, or, with `E2E_REQUIRED` set (as `harness.sh test`
+/// and CI set it), fails the test instead.
+pub fn skip_or_fail(msg: &str) {
+    if std::env::var_os("E2E_REQUIRED").is_some() {
+        panic!("{msg} (E2E_REQUIRED is set, so this fails instead of skipping)");
+    }
+    // Straight to the process's stderr: libtest captures eprintln!, and a skip must be seen even
+    // when the test passes.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
+}
 
 /// How many replicas of Deployment `namespace/name` are available (0 when it does not exist or
 /// cannot be read).
@@ -61,7 +96,6 @@ impl Node {
     /// Connects to the node named by `KUBECONFIG`, or returns `None` after saying loudly why the
     /// test is skipped. With `E2E_REQUIRED` set, a missing node is a failure instead.
     pub async fn from_env(test: &str) -> Option<Node> {
-        let required = std::env::var_os("E2E_REQUIRED").is_some();
         let missing = match std::env::var_os("KUBECONFIG") {
             None => Some("KUBECONFIG is not set".to_string()),
             Some(p) if !Path::new(&p).is_file() => Some(format!(
@@ -71,17 +105,10 @@ impl Node {
             Some(_) => None,
         };
         if let Some(why) = missing {
-            let msg = format!(
+            skip_or_fail(&format!(
                 "e2e test {test}: {why}; the real node is missing (run `make e2e-test`, or \
                  `make e2e-up` and export the KUBECONFIG it prints)"
-            );
-            if required {
-                panic!("{msg} (E2E_REQUIRED is set, so this fails instead of skipping)");
-            }
-            // Straight to the process's stderr: libtest captures eprintln!, and a skip must
-            // be seen even when the test passes.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
+            ));
             return None;
         }
         let kubeconfig = PathBuf::from(std::env::var_os("KUBECONFIG").expect("checked above"));
@@ -175,8 +202,14 @@ impl Node {
         )
         .await
         .expect("the default ServiceAccount appears");
+        self.adopt_namespace(&name)
+    }
+
+    /// A guard for namespace `name`, made otherwise (such as by `kubectl apply`): it is deleted,
+    /// without waiting, when the guard drops.
+    pub fn adopt_namespace(&self, name: &str) -> TestNamespace {
         TestNamespace {
-            name,
+            name: name.to_owned(),
             node: self.clone(),
         }
     }
@@ -224,19 +257,6 @@ impl Drop for TestNamespace {
             .node
             .kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
     }
-}
-
-/// The repository's `manifests/` directory, found at run time.
-///
-/// Not `env!("CARGO_MANIFEST_DIR")`: the e2e target directory is shared between checkouts (it
-/// lives under ~/.cache), and cargo reuses a test binary built in another checkout, which would
-/// then read that checkout's manifests (or fail once it is gone). `cargo test` sets the variable
-/// for the process it runs, so it always names this checkout.
-pub fn manifests_dir() -> std::path::PathBuf {
-    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    crate_dir.join("../../manifests")
 }
 
 /// A name part unique within this machine and run.
@@ -307,11 +327,6 @@ pub async fn wait_gone(pods: &Api<Pod>, name: &str, deadline: Duration) -> Resul
         Ok(pods.get_opt(name).await?.is_none().then_some(()))
     })
     .await
-}
-
-/// Builds a Pod from JSON (the tests write manifests the way a user would).
-pub fn pod(json: serde_json::Value) -> Pod {
-    serde_json::from_value(json).expect("a valid Pod manifest")
 }
 
 /// Seconds since boot, as `/proc/uptime` gives them; containers read the same clock.

@@ -1,34 +1,27 @@
 //! A throwaway mutating webhook for tests: the suite's tool image (`deputy-e2e-tool webhook`)
-//! behind a Service, with a CA and serving certificate made here; and a guard that deletes a
-//! cluster-scoped object (such as its configuration) even when the test fails.
+//! behind a Service, with a CA and serving certificate made here; its configuration, registered
+//! with the API server; and a guard that deletes a cluster-scoped object (such as that
+//! configuration) even when the test fails.
 
+use base64::Engine;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Api, PostParams};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::{pod, wait_running, Node, TestNamespace, TOOL};
+use crate::pods::pod;
+use crate::{wait_running, Node, TestNamespace, TOOL};
 
 /// Runs the tool's webhook as Pod `name` behind the Service `e2e-<name>` in `ns` (port 443),
 /// with `args` added to `webhook --cert ... --key ... --port 8443`, serving a certificate for
 /// `e2e-<name>.<ns>.svc`; returns once the Pod runs, with the CA's PEM for the `caBundle`.
 pub async fn serve(node: &Node, ns: &TestNamespace, name: &str, args: &[&str]) -> String {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("deputy-e2e {name} CA"));
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
     let service = format!("e2e-{name}");
-    let cert = rcgen::CertificateParams::new(vec![format!("{service}.{}.svc", ns.name)])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
+    let issued = crate::tls::issue(name, &format!("{service}.{}.svc", ns.name));
     let secret_name = format!("{name}-tls");
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": secret_name}, "type": "kubernetes.io/tls",
-        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}
+        "stringData": {"tls.crt": issued.cert, "tls.key": issued.key}
     }))
     .unwrap();
     Api::<Secret>::namespaced(node.client.clone(), &ns.name)
@@ -74,7 +67,47 @@ pub async fn serve(node: &Node, ns: &TestNamespace, name: &str, args: &[&str]) -
     wait_running(&ns.pods(), name, std::time::Duration::from_secs(60))
         .await
         .expect("the test webhook runs (its image, localhost/deputy-e2e-tool:e2e, is built and imported by `harness.sh test`)");
-    ca.pem()
+    issued.ca
+}
+
+/// A MutatingWebhookConfiguration `name` with one entry `entry` that sends the creation of every
+/// Pod in a namespace labelled `label` (key, value) to the webhook [`serve`] runs as `server` in
+/// `ns`, trusting `ca_pem`, failing closed. The test may change it before [`register`]ing it.
+pub fn configuration(
+    name: &str,
+    entry: &str,
+    (ns, server): (&TestNamespace, &str),
+    ca_pem: &str,
+    (key, value): (&str, &str),
+) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": entry,
+            "clientConfig": {
+                "service": {"namespace": ns.name, "name": format!("e2e-{server}"), "path": "/mutate", "port": 443},
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes()),
+            },
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {key: value}},
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 10
+        }]
+    })
+}
+
+/// Creates the [`configuration`]; it is deleted when the returned guard drops.
+pub async fn register(node: &Node, configuration: Value) -> DeleteOnDrop<'_> {
+    let configuration: MutatingWebhookConfiguration =
+        serde_json::from_value(configuration).expect("a valid MutatingWebhookConfiguration");
+    let name = configuration.metadata.name.clone().unwrap_or_default();
+    Api::<MutatingWebhookConfiguration>::all(node.client.clone())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap_or_else(|e| panic!("create the MutatingWebhookConfiguration {name}: {e}"));
+    DeleteOnDrop(node, "mutatingwebhookconfiguration", name)
 }
 
 /// Deletes a cluster-scoped object (`kubectl delete KIND NAME`) when dropped, so a failed test

@@ -8,27 +8,30 @@
 //! users), uses the images `make e2e-deploy` imported, and narrows both entries of its webhook
 //! configuration to namespaces carrying a label of its own, so it never meets the Pods of
 //! deputy-system's webhook or of other tests. Everything it creates is deleted, also on failure.
-//! Prints a `cert-manager:` line, which `harness.sh test` repeats at the end.
+//! Records a `cert-manager` figure (`deputy_e2e::figures`), which `harness.sh test` summarises at
+//! the end.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use deputy_e2e::deputy::{annotation, STATUS_ANNOTATION};
+use deputy_e2e::deputy::{SYSTEM_NS, WEBHOOK_NAME, WEBHOOK_SELECTOR};
+use deputy_e2e::figures;
+use deputy_e2e::injection::{annotation, STATUS_ANNOTATION};
+use deputy_e2e::manifests::ScratchCopy;
+use deputy_e2e::pods::{dry_run, pod};
 use deputy_e2e::test_webhook::DeleteOnDrop;
-use deputy_e2e::{available_replicas, poll, unique, Node, BUSYBOX};
+use deputy_e2e::tls::{Certificate, TLS_SECRET};
+use deputy_e2e::{available_replicas, poll, skip_or_fail, unique, Node, BUSYBOX};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
 use serde_json::json;
 
 /// The processes `harness.sh cert-manager up` starts; their PIDs are in `<state>/pids/`.
 const DAEMONS: [&str; 2] = ["cert-manager-controller", "cert-manager-cainjector"];
 /// The namespace label the copy's webhook entries require (its value is the test's own).
 const SCOPE_LABEL: &str = "e2e.k8s-deputy.io/cert-manager";
-/// The Secret the Certificate writes and the Deployment mounts (the overlay does not rename it).
-const TLS_SECRET: &str = "deputy-webhook-tls";
 
 /// What is missing for this test, if anything: cert-manager's processes, its CRDs, or the
 /// k8s-deputy images (`make e2e-deploy` imports them and deploys deputy-system).
@@ -45,12 +48,11 @@ async fn missing_part(node: &Node) -> Option<String> {
     {
         return Some("cert-manager's CRDs are not applied".into());
     }
-    if available_replicas(node, "deputy-system", "deputy-webhook").await == 0 {
-        return Some(
-            "the k8s-deputy images are not imported (deputy-system/deputy-webhook has no \
+    if available_replicas(node, SYSTEM_NS, WEBHOOK_NAME).await == 0 {
+        return Some(format!(
+            "the k8s-deputy images are not imported ({SYSTEM_NS}/{WEBHOOK_NAME} has no \
              available replica; run `make e2e-deploy`)"
-                .into(),
-        );
+        ));
     }
     None
 }
@@ -96,52 +98,19 @@ async fn node_with_cert_manager(test: &str) -> Option<Node> {
     let Some(why) = missing_part(&node).await else {
         return Some(node);
     };
-    let msg = format!(
+    skip_or_fail(&format!(
         "e2e test {test}: {why}; run `tests/e2e/harness.sh cert-manager up` (`make e2e-test` \
          starts it)"
-    );
-    if std::env::var_os("E2E_REQUIRED").is_some() {
-        panic!("{msg} (E2E_REQUIRED is set, so this fails instead of skipping)");
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
+    ));
     None
-}
-
-/// Deletes the copy's namespace, and so all it holds, without waiting, when dropped.
-struct NamespaceGuard<'a>(&'a Node, String);
-
-impl Drop for NamespaceGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self
-            .0
-            .kubectl(&["delete", "namespace", &self.1, "--wait=false"]);
-    }
-}
-
-/// A scratch copy of `manifests/`, removed when dropped.
-struct ScratchCopy(PathBuf);
-
-impl Drop for ScratchCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Copies `manifests/` and edits the copy's cert-manager overlay: namespace and name prefix,
 /// the locally imported images, and webhook entries that only match namespaces labelled
 /// `SCOPE_LABEL=scope`.
 fn overlay_copy(namespace: &str, prefix: &str, scope: &str) -> (ScratchCopy, PathBuf) {
-    let manifests = deputy_e2e::manifests_dir();
-    let copy = ScratchCopy(std::env::temp_dir().join(format!("deputy-cm-{scope}")));
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(&manifests)
-        .arg(&copy.0)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "cp -r {}", manifests.display());
-    let overlay = copy.0.join("overlays/cert-manager");
+    let copy = ScratchCopy::manifests();
+    let overlay = copy.join("overlays/cert-manager");
     let kustomization = overlay.join("kustomization.yaml");
     let text = std::fs::read_to_string(&kustomization).expect("the overlay's kustomization");
     // Images and pull policy as manifests/overlays/local sets them; the first matchExpression of
@@ -196,24 +165,6 @@ fn apply(node: &Node, yaml: &str) {
     assert!(out.success, "kubectl apply failed: {}\n{yaml}", out.stderr);
 }
 
-/// The DNS names of a PEM certificate's subjectAltName.
-fn dns_names(pem: &[u8]) -> Vec<String> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem).expect("a PEM certificate");
-    let cert = block.parse_x509().expect("an X.509 certificate");
-    let san = cert
-        .subject_alternative_name()
-        .expect("a well-formed subjectAltName")
-        .expect("a subjectAltName");
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webhook_mutates_pods() {
     let Some(node) = node_with_cert_manager("cert_manager").await else {
@@ -238,7 +189,7 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
 
     // Dropped in reverse: the webhook configuration goes first, then the namespace (not waited
     // for: its webhook Pods take their grace period, and nothing calls them any more).
-    let _namespace_guard = NamespaceGuard(&node, namespace.clone());
+    let _namespace_guard = node.adopt_namespace(&namespace);
     let _configuration_guard = DeleteOnDrop(&node, "mutatingwebhookconfiguration", service.clone());
     let t0 = Instant::now();
     apply(&node, &yaml);
@@ -271,6 +222,7 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
     });
 
     let secrets: Api<Secret> = Api::namespaced(node.client.clone(), &namespace);
+    // The Secret the Certificate writes and the Deployment mounts (the overlay does not rename it).
     let secret = secrets
         .get(TLS_SECRET)
         .await
@@ -282,7 +234,7 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
         !leaf.is_empty() && !ca.is_empty(),
         "tls.crt and ca.crt are filled"
     );
-    let names = dns_names(leaf);
+    let names = Certificate::from_pem(leaf).dns_names();
     for expected in [
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
@@ -331,25 +283,20 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
     // A namespace only this copy's webhook answers for (TestNamespace deletes it on drop).
     let target = node.namespace("cm-pods", &[(SCOPE_LABEL, &scope)]).await;
     let probe_name = format!("cm-probe-{scope}");
-    let probe: Pod = serde_json::from_value(json!({
+    let probe = pod(json!({
         "metadata": {"name": probe_name},
         "spec": {"containers": [{
             "name": "app", "image": BUSYBOX, "imagePullPolicy": "Never",
             "command": ["sleep", "3600"]
         }]}
-    }))
-    .expect("a valid Pod");
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
+    }));
     // The Service's endpoints follow the Pods' readiness by a moment; the webhook fails open
     // meanwhile, so the Pod is asked for until it comes back mutated.
     let status = poll(
         "a dry-run Pod to come back injected",
         Duration::from_secs(60),
         || async {
-            let stored = target.pods().create(&dry_run, &probe).await?;
+            let stored = target.pods().create(&dry_run(), &probe).await?;
             Ok(annotation(&stored, STATUS_ANNOTATION).map(str::to_owned))
         },
     )
@@ -375,7 +322,7 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
             &namespace,
             "logs",
             "-l",
-            "app.kubernetes.io/name=deputy-webhook",
+            WEBHOOK_SELECTOR,
             "--tail=-1",
         ])
     };
@@ -393,13 +340,17 @@ async fn cert_manager_overlay_issues_the_certificate_injects_the_ca_and_the_webh
     }
 
     let at = |t: Instant| t.duration_since(t0).as_secs_f64();
-    let line = format!(
-        "cert-manager: Certificate Ready +{:.1} s, caBundle injected +{:.1} s, webhook Pods ready \
-         +{:.1} s, dry-run Pod {status} +{:.1} s after the apply",
-        at(ready),
-        at(injected),
-        at(pods_ready),
-        mutated.as_secs_f64()
+    let (ready, injected, pods_ready) = (at(ready), at(injected), at(pods_ready));
+    let mutated = mutated.as_secs_f64();
+    figures::record(
+        "cert-manager",
+        &format!(
+            "Certificate Ready +{ready:.1} s, caBundle injected +{injected:.1} s, webhook Pods \
+             ready +{pods_ready:.1} s, dry-run Pod {status} +{mutated:.1} s after the apply"
+        ),
+        json!({
+            "certificate_ready_s": ready, "ca_bundle_injected_s": injected,
+            "webhook_pods_ready_s": pods_ready, "pod_mutated_s": mutated, "status": status,
+        }),
     );
-    println!("{line}");
 }

@@ -3,22 +3,24 @@
 //! its 30 s grace period; the same shell app without k8s-deputy waits out its grace period.
 //!
 //! Needs the stack `scripts/e2e-deploy.sh` deploys (`make e2e-test` runs it first). Each test
-//! works in namespaces of its own. Deletion times are printed as `deletion: ...` lines, which
-//! `harness.sh test` collects into a summary.
+//! works in namespaces of its own. Deletion times are recorded as `deletion` figures
+//! (`deputy_e2e::figures`), which `harness.sh test` summarises at the end.
 
 use std::time::Duration;
 
-use deputy_e2e::deputy::{
-    annotation, delete_and_watch, demo_pod, line_index, pod_event_reasons, require_deputy,
-    seconds_between, show, termination_events, Deletion, DemoPod, LogFollower, LogLine,
-    INJECTED_RESTRICTED, INJECT_LABEL, STATUS_ANNOTATION,
+use deputy_e2e::deputy::{injected_namespace, INJECT_LABEL};
+use deputy_e2e::figures;
+use deputy_e2e::injection::{annotation, prestop, volume_names, STATUS_ANNOTATION};
+use deputy_e2e::pods::{demo_pod, dry_run, DemoPod};
+use deputy_e2e::termination::{
+    delete_and_watch, line_index, pod_event_reasons, seconds_between, show, termination_events,
+    Deletion, LogFollower, LogLine, RELAY_ASKS, RELAY_CLEAN,
 };
-use deputy_e2e::{poll, wait_running, Node, TestNamespace};
+use deputy_e2e::{node, poll, wait_running, Node, TestNamespace, MINUTE};
 use k8s_openapi::api::authentication::v1::TokenReview;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
-
-const MINUTE: Duration = Duration::from_secs(60);
+use serde_json::json;
 /// The grace period of every injected Pod here (the Kubernetes default).
 const GRACE: Duration = Duration::from_secs(30);
 /// What "far less than its grace period" means in these tests.
@@ -27,31 +29,6 @@ const FAST: Duration = Duration::from_secs(15);
 const PLAIN_GRACE: Duration = Duration::from_secs(15);
 /// The contrast: the shell app under a shell that stays its parent, as `sh -c "app; ..."` does.
 const PLAIN_SCRIPT: &str = "/app/shell-app.sh; echo \"sh: the app exited with $?\"";
-/// The relay's first line, written by `deputy-agent terminate` into the app's stdout.
-const RELAY_ASKS: &str = "deputy-agent terminate: asking PID";
-/// The relay's last line: it was still running when the app had exited, with status 0.
-const RELAY_CLEAN: &str = "reported its app exited with status 0";
-
-/// Connects to the node, or skips the test loudly (see `Node::from_env`).
-macro_rules! node {
-    ($test:literal) => {
-        match Node::from_env($test).await {
-            Some(node) => node,
-            None => return,
-        }
-    };
-}
-
-/// An opted-in namespace enforcing the `restricted` Pod Security Standard, with the webhook
-/// answering for it.
-async fn injected_namespace(node: &Node, prefix: &str) -> TestNamespace {
-    let ns = node.namespace(prefix, INJECTED_RESTRICTED).await;
-    require_deputy(node, &ns.name)
-        .await
-        .expect("k8s-deputy is deployed and injects Pods in an opted-in namespace");
-    ns
-}
-
 /// Creates the Pod and returns it as stored (after every admission plugin).
 async fn create(pods: &Api<Pod>, spec: DemoPod) -> Pod {
     let name = spec.name.clone();
@@ -80,15 +57,9 @@ fn assert_injected(pod: &Pod, ipc_dir: &str) {
         ["/deputy-agent", "install", "/deputy/bin"],
         "Pod {name}: the installer's command"
     );
-    let volumes: Vec<&str> = spec
-        .volumes
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|v| v.name.as_str())
-        .collect();
+    let volumes = volume_names(pod);
     assert!(
-        volumes.contains(&"deputy-agent") && volumes.contains(&"deputy-ipc"),
+        volumes.iter().any(|v| v == "deputy-agent") && volumes.iter().any(|v| v == "deputy-ipc"),
         "Pod {name}: volumes {volumes:?}"
     );
     let app = &spec.containers[0];
@@ -111,13 +82,7 @@ fn assert_injected(pod: &Pod, ipc_dir: &str) {
         Some(ipc_dir),
         "Pod {name}: DEPUTY_IPC_DIR"
     );
-    let hook = app
-        .lifecycle
-        .as_ref()
-        .and_then(|l| l.pre_stop.as_ref())
-        .and_then(|h| h.exec.as_ref())
-        .and_then(|e| e.command.clone())
-        .unwrap_or_default();
+    let hook = prestop(app);
     assert_eq!(
         hook.get(..2),
         Some(
@@ -210,16 +175,22 @@ async fn assert_graceful(
     let callback_to_reported = seconds_between(g.lines[ran].at, g.lines[done].at);
     let reported_to_gone = g.deletion.gone_after.as_secs_f64()
         - seconds_between(g.deletion.deleted_at, g.lines[done].at);
-    eprintln!(
-        "deletion: {name} with k8s-deputy: gone {:.3} s after the DELETE (grace {} s), exit 0; \
-         DELETE -> relay asks {:.3} s, -> callback logged {:.1} ms, -> relay sees exit 0 {:.1} ms, \
-         -> Pod gone {:.3} s",
-        g.deletion.gone_after.as_secs_f64(),
-        GRACE.as_secs(),
-        delete_to_relay,
-        relay_to_callback * 1e3,
-        callback_to_reported * 1e3,
-        reported_to_gone,
+    let gone = g.deletion.gone_after.as_secs_f64();
+    figures::record(
+        "deletion",
+        &format!(
+            "{name} with k8s-deputy: gone {gone:.3} s after the DELETE (grace {} s), exit 0; \
+             DELETE -> relay asks {delete_to_relay:.3} s, -> callback logged {:.1} ms, \
+             -> relay sees exit 0 {:.1} ms, -> Pod gone {reported_to_gone:.3} s",
+            GRACE.as_secs(),
+            relay_to_callback * 1e3,
+            callback_to_reported * 1e3,
+        ),
+        json!({
+            "pod": name, "deputy": true, "grace_s": GRACE.as_secs(), "gone_s": gone, "exit_code": 0,
+            "delete_to_relay_s": delete_to_relay, "relay_to_callback_ms": relay_to_callback * 1e3,
+            "callback_to_reported_ms": callback_to_reported * 1e3, "reported_to_gone_s": reported_to_gone,
+        }),
     );
 }
 
@@ -229,7 +200,7 @@ async fn rust_library_app_is_injected_registers_and_shuts_down_through_its_callb
     let node = node!(
         "rust_library_app_is_injected_registers_and_shuts_down_through_its_callback_in_the_prestop"
     );
-    let ns = injected_namespace(&node, "deputy-rust").await;
+    let ns = injected_namespace(&node, "deputy-rust", &[]).await;
     let pods = ns.pods();
     let stored = create(
         &pods,
@@ -245,11 +216,7 @@ async fn rust_library_app_is_injected_registers_and_shuts_down_through_its_callb
         .as_mut()
         .unwrap()
         .allow_privilege_escalation = None;
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    let refused = pods.create(&dry_run, &lax).await;
+    let refused = pods.create(&dry_run(), &lax).await;
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("violates PodSecurity \"restricted")),
         "a Pod that may escalate privileges is refused: {refused:?}"
@@ -287,7 +254,7 @@ async fn rust_library_app_is_injected_registers_and_shuts_down_through_its_callb
 async fn julia_protocol_app_wrapped_by_deputy_agent_run_runs_its_callback_in_the_prestop() {
     let node =
         node!("julia_protocol_app_wrapped_by_deputy_agent_run_runs_its_callback_in_the_prestop");
-    let ns = injected_namespace(&node, "deputy-julia").await;
+    let ns = injected_namespace(&node, "deputy-julia", &[]).await;
     let pods = ns.pods();
     // `wrap`: a K8sDeputy.jl app exits as soon as its callback has run and sends no reply. As
     // the container's PID 1 its exit makes the kernel kill the preStop hook before it returns
@@ -333,7 +300,7 @@ async fn julia_protocol_app_wrapped_by_deputy_agent_run_runs_its_callback_in_the
 async fn julia_protocol_app_as_pid_1_kills_its_own_prestop_hook_so_it_must_be_wrapped() {
     let node =
         node!("julia_protocol_app_as_pid_1_kills_its_own_prestop_hook_so_it_must_be_wrapped");
-    let ns = injected_namespace(&node, "deputy-julia-pid1").await;
+    let ns = injected_namespace(&node, "deputy-julia-pid1", &[]).await;
     let pods = ns.pods();
     let stored = create(&pods, DemoPod::new("julia-pid1", &["/app/julia-like"])).await;
     assert_injected(&stored, "/deputy/ipc");
@@ -365,9 +332,13 @@ async fn julia_protocol_app_as_pid_1_kills_its_own_prestop_hook_so_it_must_be_wr
     )
     .await
     .expect("the kubelet records the killed hook as FailedPreStopHook");
-    eprintln!(
-        "deletion: julia-pid1 unwrapped (negative control): gone {:.3} s after the DELETE, events {events:?}",
-        g.deletion.gone_after.as_secs_f64()
+    let gone = g.deletion.gone_after.as_secs_f64();
+    figures::record(
+        "deletion",
+        &format!(
+            "julia-pid1 unwrapped (negative control): gone {gone:.3} s after the DELETE, events {events:?}"
+        ),
+        json!({"pod": "julia-pid1", "deputy": true, "wrapped": false, "gone_s": gone, "events": events}),
     );
 }
 
@@ -377,7 +348,7 @@ async fn julia_protocol_app_as_pid_1_kills_its_own_prestop_hook_so_it_must_be_wr
 #[tokio::test]
 async fn shell_app_under_deputy_is_gone_long_before_the_same_app_without_it() {
     let node = node!("shell_app_under_deputy_is_gone_long_before_the_same_app_without_it");
-    let ns = injected_namespace(&node, "deputy-shell").await;
+    let ns = injected_namespace(&node, "deputy-shell", &[]).await;
     let plain_ns = node.namespace("deputy-shell-plain", &[]).await;
     let pods = ns.pods();
     let plain_pods = plain_ns.pods();
@@ -449,17 +420,31 @@ async fn shell_app_under_deputy_is_gone_long_before_the_same_app_without_it() {
         "with k8s-deputy {:?}, without {waited:?}",
         g.deletion.gone_after
     );
-    eprintln!(
-        "deletion: shell-plain without k8s-deputy (sh -c \"app; ...\"): gone {:.3} s after the DELETE (grace {} s), exit 137 (SIGKILL)",
-        waited.as_secs_f64(),
-        PLAIN_GRACE.as_secs()
+    let (with, without) = (g.deletion.gone_after.as_secs_f64(), waited.as_secs_f64());
+    figures::record(
+        "deletion",
+        &format!(
+            "shell-plain without k8s-deputy (sh -c \"app; ...\"): gone {without:.3} s after the \
+             DELETE (grace {} s), exit 137 (SIGKILL)",
+            PLAIN_GRACE.as_secs()
+        ),
+        json!({
+            "pod": "shell-plain", "deputy": false, "grace_s": PLAIN_GRACE.as_secs(), "gone_s": without,
+            "exit_code": 137,
+        }),
     );
-    eprintln!(
-        "deletion summary: the shell app with k8s-deputy {:.3} s of a {} s grace, without {:.3} s of a {} s grace",
-        g.deletion.gone_after.as_secs_f64(),
-        GRACE.as_secs(),
-        waited.as_secs_f64(),
-        PLAIN_GRACE.as_secs()
+    figures::record(
+        "deletion",
+        &format!(
+            "summary: the shell app with k8s-deputy {with:.3} s of a {} s grace, without \
+             {without:.3} s of a {} s grace",
+            GRACE.as_secs(),
+            PLAIN_GRACE.as_secs()
+        ),
+        json!({
+            "with_deputy_s": with, "with_deputy_grace_s": GRACE.as_secs(),
+            "without_s": without, "without_grace_s": PLAIN_GRACE.as_secs(),
+        }),
     );
 }
 
@@ -470,7 +455,7 @@ async fn shell_app_under_deputy_is_gone_long_before_the_same_app_without_it() {
 async fn ipc_dir_at_run_keeps_the_service_account_token_under_the_var_run_symlink_readable() {
     let node =
         node!("ipc_dir_at_run_keeps_the_service_account_token_under_the_var_run_symlink_readable");
-    let ns = injected_namespace(&node, "deputy-run").await;
+    let ns = injected_namespace(&node, "deputy-run", &[]).await;
     let pods = ns.pods();
     let stored = create(
         &pods,

@@ -9,149 +9,45 @@
 //! `harness.sh test` repeats at the end.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use deputy_e2e::deputy::{
-    annotation, demo_pod, line_index, require_deputy, show, terminated_state, termination_events,
-    DemoPod, LogFollower, INJECTED_RESTRICTED, INJECT_LABEL, STATUS_ANNOTATION,
+    fail_open_count, injected_namespace, require_deputy, webhook_pod_names, webhook_pods,
+    webhook_pods_ready, ENTRIES, INJECT_LABEL, METRICS_PORT, SYSTEM_NS, WEBHOOK_NAME,
 };
+use deputy_e2e::figures;
+use deputy_e2e::injection::{
+    annotation, container, deputy_mounts, init_names, is_injected, prestop, touched_by_deputy,
+    volume_names, STATUS_ANNOTATION,
+};
+use deputy_e2e::manifests::manifests_dir;
 use deputy_e2e::metrics::{self, Histogram};
-use deputy_e2e::test_webhook::{self, DeleteOnDrop};
-use deputy_e2e::{poll, unique, wait_running, Node, TestNamespace, BUSYBOX};
+use deputy_e2e::pods::{demo_pod, dry_run, DemoPod};
+use deputy_e2e::termination::{
+    line_index, show, terminated_state, termination_events, LogFollower, RELAY_ASKS, RELAY_CLEAN,
+};
+use deputy_e2e::test_webhook;
+use deputy_e2e::tls::{
+    self, annotate_tls_secret, configured_cas, tls_secret, tls_state, Certificate, TLS_SECRET,
+};
+use deputy_e2e::{node, poll, unique, wait_running, Node, BUSYBOX, MINUTE, NODE_NETNS};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use tokio::sync::RwLock;
 
-const MINUTE: Duration = Duration::from_secs(60);
-/// Where k8s-deputy runs (`manifests/`).
-const SYSTEM_NS: &str = "deputy-system";
-/// Its Deployment and Service.
-const WEBHOOK_NAME: &str = "deputy-webhook";
-/// The label selecting its Pods.
-const WEBHOOK_SELECTOR: &str = "app.kubernetes.io/name=deputy-webhook";
-/// Its metrics port.
-const METRICS_PORT: u16 = 8080;
-/// The local node's network namespace (`harness.sh`), where Pod IPs are reachable.
-const NODE_NETNS: &str = "/run/netns/k8s-deputy-e2e";
-/// The Secret it makes, rotates and serves its certificate from (`--tls-secret`).
-const TLS_SECRET: &str = "deputy-webhook-tls";
-/// The two entries of its MutatingWebhookConfiguration.
-const ENTRIES: [&str; 2] = ["namespace.inject.k8s-deputy.io", "pod.inject.k8s-deputy.io"];
-/// The relay's first line, written by `deputy-agent terminate` into the app's stdout.
-const RELAY_ASKS: &str = "deputy-agent terminate: asking PID";
-/// The relay's last line: the app exited with status 0 while the hook was still running.
-const RELAY_CLEAN: &str = "reported its app exited with status 0";
+/// The suite's tool binary, for its `relay` (the TLS probe's connection in the node's network
+/// namespace).
+const TOOL_BINARY: &str = env!("CARGO_BIN_EXE_deputy-e2e-tool");
 
 /// Held for reading by tests that need the webhook serving as deployed, for writing by those
 /// that take it down, rotate its certificate or measure it.
 static WEBHOOK: RwLock<()> = RwLock::const_new(());
-
-/// Connects to the node, or skips the test loudly (see `Node::from_env`).
-macro_rules! node {
-    ($test:literal) => {
-        match Node::from_env($test).await {
-            Some(node) => node,
-            None => return,
-        }
-    };
-}
-
-fn dry_run() -> PostParams {
-    PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    }
-}
-
-/// An opted-in namespace (with `extra` labels) with the webhook answering for it.
-async fn injected_namespace(node: &Node, prefix: &str, extra: &[(&str, &str)]) -> TestNamespace {
-    let mut labels = INJECTED_RESTRICTED.to_vec();
-    labels.extend_from_slice(extra);
-    let ns = node.namespace(prefix, &labels).await;
-    require_deputy(node, &ns.name)
-        .await
-        .expect("k8s-deputy is deployed and injects Pods in an opted-in namespace");
-    ns
-}
-
-fn is_injected(pod: &Pod) -> bool {
-    annotation(pod, STATUS_ANNOTATION).is_some_and(|s| s.starts_with("injected:"))
-}
-
-fn init_names(pod: &Pod) -> Vec<String> {
-    let spec = pod.spec.as_ref().expect("a Pod has a spec");
-    spec.init_containers
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|c| c.name.clone())
-        .collect()
-}
-
-fn volume_names(pod: &Pod) -> Vec<String> {
-    let spec = pod.spec.as_ref().expect("a Pod has a spec");
-    spec.volumes
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|v| v.name.clone())
-        .collect()
-}
-
-fn container<'a>(pod: &'a Pod, name: &str) -> &'a Container {
-    let spec = pod.spec.as_ref().expect("a Pod has a spec");
-    spec.containers
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("the Pod has a container {name}"))
-}
-
-/// Whether the container got any part of the injection (mounts, env or our preStop).
-fn touched_by_deputy(c: &Container) -> bool {
-    let mounts = c
-        .volume_mounts
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|m| m.name.starts_with("deputy-"));
-    let env = c
-        .env
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .any(|e| e.name == "DEPUTY_IPC_DIR");
-    let hook = prestop(c).first().map(String::as_str) == Some("/deputy/bin/deputy-agent");
-    mounts || env || hook
-}
-
-/// The names of the container's mounts of our volumes, sorted.
-fn deputy_mounts(c: &Container) -> Vec<&str> {
-    let mut names: Vec<&str> = c
-        .volume_mounts
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|m| m.name.as_str())
-        .filter(|n| n.starts_with("deputy-"))
-        .collect();
-    names.sort();
-    names
-}
-
-fn prestop(c: &Container) -> Vec<String> {
-    c.lifecycle
-        .as_ref()
-        .and_then(|l| l.pre_stop.as_ref())
-        .and_then(|h| h.exec.as_ref())
-        .and_then(|e| e.command.clone())
-        .unwrap_or_default()
-}
 
 /// `kubectl apply` of one manifest (written to a file, as a user would), returning kubectl's
 /// output: admission warnings are on its stderr.
@@ -306,7 +202,6 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
     let server_ns = node.namespace("ops-adder", &[]).await;
     let add = format!("added-later={BUSYBOX}");
     let ca = test_webhook::serve(&node, &server_ns, "adder", &["--add-container", &add]).await;
-    let configs: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
 
     for (prefix, deputy_first) in [("a", false), ("z", true)] {
         // Each order gets its own namespace and selector: the API server drops a deleted
@@ -322,29 +217,15 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
         let pods = ns.pods();
         let config_name = format!("{prefix}-e2e-adder-{}", ns.name);
         assert_eq!(config_name.as_str() > WEBHOOK_NAME, deputy_first);
-        let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
-            "metadata": {"name": config_name},
-            "webhooks": [{
-                "name": "adder.e2e.k8s-deputy.io",
-                "clientConfig": {
-                    "service": {"namespace": server_ns.name, "name": "e2e-adder", "path": "/mutate", "port": 443},
-                    "caBundle": base64::engine::general_purpose::STANDARD.encode(ca.as_bytes()),
-                },
-                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-                "namespaceSelector": {"matchLabels": {"e2e.k8s-deputy.io/adder": target_label}},
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "IfNeeded",
-                "timeoutSeconds": 10
-            }]
-        }))
-        .unwrap();
-        configs
-            .create(&PostParams::default(), &config)
-            .await
-            .unwrap();
-        let _cleanup = DeleteOnDrop(&node, "mutatingwebhookconfiguration", config_name.clone());
+        let mut configuration = test_webhook::configuration(
+            &config_name,
+            "adder.e2e.k8s-deputy.io",
+            (&server_ns, "adder"),
+            &ca,
+            ("e2e.k8s-deputy.io/adder", &target_label),
+        );
+        configuration["webhooks"][0]["reinvocationPolicy"] = json!("IfNeeded");
+        let _cleanup = test_webhook::register(&node, configuration).await;
 
         let name = if deputy_first {
             "deputy-first"
@@ -454,9 +335,13 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
             1,
             "{name}: the test webhook added its container once: {calls:#?}"
         );
-        eprintln!(
-            "reinvocation: {name}: status {status:?}, the test webhook was called {} time(s): {calls:?}",
-            calls.len()
+        figures::record(
+            "reinvocation",
+            &format!(
+                "{name}: status {status:?}, the test webhook was called {} time(s): {calls:?}",
+                calls.len()
+            ),
+            json!({"pod": name, "deputy_first": deputy_first, "status": status, "calls": calls.len()}),
         );
         // The Pod is valid as stored: it runs.
         wait_running(&pods, name, MINUTE)
@@ -509,36 +394,6 @@ impl Drop for RestoreWebhook<'_> {
     }
 }
 
-/// The API server's fail-open count for k8s-deputy's two webhook entries.
-async fn fail_open_count(node: &Node) -> f64 {
-    let samples = metrics::api_server(node)
-        .await
-        .expect("the API server's /metrics");
-    ENTRIES
-        .iter()
-        .map(|name| {
-            metrics::sum(
-                &samples,
-                "apiserver_admission_webhook_fail_open_count",
-                &[("name", name)],
-            )
-        })
-        .sum::<f64>()
-        + 0.0 // a sum of nothing is -0.0
-}
-
-/// The names of the webhook's Pods.
-async fn webhook_pods(node: &Node) -> Vec<String> {
-    Api::<Pod>::namespaced(node.client.clone(), SYSTEM_NS)
-        .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
-        .await
-        .expect("list the webhook's Pods")
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect()
-}
-
 /// Scenario 7: the webhook is down (scaled to 0, no ready endpoint, no Pod left): Pods are still
 /// admitted, unmutated (`failurePolicy: Ignore`), and the API server counts each in
 /// `apiserver_admission_webhook_fail_open_count`. Restored afterwards (and on failure).
@@ -562,7 +417,7 @@ async fn webhook_down_pods_are_admitted_unmutated_and_the_api_server_counts_them
             )
             .await?;
         let endpoints = list.items.iter().flat_map(|s| s.endpoints.iter()).count();
-        Ok((endpoints == 0 && webhook_pods(&node).await.is_empty()).then_some(()))
+        Ok((endpoints == 0 && webhook_pod_names(&node).await.is_empty()).then_some(()))
     })
     .await
     .expect("the webhook is down");
@@ -589,9 +444,11 @@ async fn webhook_down_pods_are_admitted_unmutated_and_the_api_server_counts_them
             !touched_by_deputy(container(&stored, "app")),
             "{name}: unmutated"
         );
-        eprintln!(
-            "outage: {name} admitted unmutated in {:?}",
-            started.elapsed()
+        let admitted = started.elapsed();
+        figures::record(
+            "outage",
+            &format!("{name} admitted unmutated in {admitted:?}"),
+            json!({"pod": name, "dry_run": i > 0, "admitted_s": admitted.as_secs_f64()}),
         );
     }
     let stored = pods.get("outage-0").await.expect("stored");
@@ -602,7 +459,11 @@ async fn webhook_down_pods_are_admitted_unmutated_and_the_api_server_counts_them
         "apiserver_admission_webhook_fail_open_count rose by {} (from {before} to {after}), expected at least {N}",
         after - before
     );
-    eprintln!("outage: apiserver_admission_webhook_fail_open_count {before} -> {after}");
+    figures::record(
+        "outage",
+        &format!("apiserver_admission_webhook_fail_open_count {before} -> {after}"),
+        json!({"fail_open_before": before, "fail_open_after": after}),
+    );
 
     guard.scale(2);
     guard.restore();
@@ -619,154 +480,11 @@ async fn webhook_down_pods_are_admitted_unmutated_and_the_api_server_counts_them
     assert!(is_injected(&injected), "mutated again after the restore");
 }
 
-/// One webhook Pod's serving-certificate metrics.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct TlsState {
-    not_after: f64,
-    loaded: f64,
-    refused: f64,
-    /// `deputy_tls_secret_writes_total`, all reasons.
-    writes: f64,
-}
-
-async fn tls_state(node: &Node, pod: &str) -> anyhow::Result<TlsState> {
-    let samples = metrics::pod(node, SYSTEM_NS, pod, METRICS_PORT).await?;
-    Ok(TlsState {
-        not_after: metrics::sum(&samples, "deputy_tls_certificate_not_after_seconds", &[]),
-        loaded: metrics::sum(
-            &samples,
-            "deputy_tls_reloads_total",
-            &[("result", "loaded")],
-        ),
-        refused: metrics::sum(
-            &samples,
-            "deputy_tls_reloads_total",
-            &[("result", "refused")],
-        ),
-        writes: metrics::sum(&samples, "deputy_tls_secret_writes_total", &[]),
-    })
-}
-
-/// The serial number of the certificate a webhook Pod serves to a new TLS handshake, verified
-/// against `ca_file` for the Service's name: `openssl s_client` run inside the node's network
-/// namespace (the harness's `k8s-deputy-e2e`, where Pod IPs are reachable), so the API server's
-/// own kept-alive connections do not hide what a new connection gets.
-fn served_serial(pod_ip: &str, ca_file: &std::path::Path) -> anyhow::Result<String> {
-    let script = format!(
-        "nsenter --net={NODE_NETNS} openssl s_client -connect {pod_ip}:8443 \
-         -servername {WEBHOOK_NAME}.{SYSTEM_NS}.svc -verify_hostname {WEBHOOK_NAME}.{SYSTEM_NS}.svc \
-         -CAfile {} -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
-        ca_file.display()
-    );
-    let out = std::process::Command::new("timeout")
-        .args(["10", "sh", "-c", &script])
-        .output()?;
-    let serial = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    anyhow::ensure!(
-        out.status.success() && serial.starts_with("serial="),
-        "no verified certificate from {pod_ip}:8443: {serial} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serial)
-}
-
-/// The serial number of a PEM certificate, as `openssl x509 -serial` prints it.
-fn pem_serial(pem: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("openssl (scripts/e2e-deploy.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(pem.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The `notAfter` of a PEM certificate, seconds since the epoch (as the webhook's
-/// `deputy_tls_certificate_not_after_seconds` gauge reports the one it serves).
-fn pem_not_after(pem: &str) -> f64 {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("a PEM certificate");
-    let cert = block.parse_x509().expect("an X.509 certificate");
-    cert.validity().not_after.timestamp() as f64
-}
-
 /// What one Pod creation of the rotation load showed.
 #[derive(Debug)]
 struct Created {
     at: Duration,
     mutated: Result<bool, String>,
-}
-
-/// The webhook's TLS Secret (`--tls-secret`), as the test reads it.
-struct TlsSecret {
-    /// `ca.crt`, newest first.
-    cas: Vec<String>,
-    /// `tls.crt`.
-    leaf: String,
-    rotated: Option<String>,
-}
-
-async fn tls_secret(secrets: &Api<Secret>) -> TlsSecret {
-    let secret = secrets
-        .get(TLS_SECRET)
-        .await
-        .expect("the Secret deputy-system/deputy-webhook-tls (manifests/overlays/self-signed)");
-    let field = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-            .unwrap_or_default()
-    };
-    TlsSecret {
-        cas: split_pem(&field("ca.crt")),
-        leaf: field("tls.crt"),
-        rotated: annotation_of(&secret.metadata.annotations, "k8s-deputy.io/rotated"),
-    }
-}
-
-fn annotation_of(annotations: &Option<BTreeMap<String, String>>, key: &str) -> Option<String> {
-    annotations.as_ref().and_then(|a| a.get(key)).cloned()
-}
-
-/// The PEM blocks of a bundle, each ending with its newline.
-fn split_pem(bundle: &str) -> Vec<String> {
-    bundle
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .filter(|b| b.contains("BEGIN CERTIFICATE"))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The CA bundles of the configuration's entries, split into PEM blocks.
-async fn configured_cas(node: &Node) -> Vec<Vec<String>> {
-    let configurations: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
-    let configuration = configurations
-        .get(WEBHOOK_NAME)
-        .await
-        .expect("get the configuration");
-    configuration
-        .webhooks
-        .unwrap_or_default()
-        .iter()
-        .map(|w| {
-            let bundle = w
-                .client_config
-                .ca_bundle
-                .as_ref()
-                .map(|b| b.0.clone())
-                .unwrap_or_default();
-            split_pem(&String::from_utf8_lossy(&bundle))
-        })
-        .collect()
 }
 
 /// When each step of the rotation was first seen, from the annotation on.
@@ -777,6 +495,57 @@ struct Seen {
     new_leaf_in_secret: Option<Duration>,
     new_leaf_served: BTreeMap<String, Duration>,
     old_ca_dropped: Option<Duration>,
+}
+
+/// The TLS probe of the next test, without a node: through `deputy-e2e-tool relay`, it gets the
+/// certificate a local rustls server presents, verified for the server's name against its CA;
+/// the negative controls, a foreign CA and another name, get none.
+#[test]
+fn tls_probe_through_the_relay_verifies_the_served_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let name = format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc");
+    let issued = tls::issue("probe", &name);
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from(
+            Certificate::from_pem(issued.cert.as_bytes()).0,
+        )],
+        PrivateKeyDer::from_pem_slice(issued.key.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Not joined: a probe that never connects would leave it waiting.
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut conn = conn.unwrap();
+            let mut server = rustls::ServerConnection::new(config.clone().into()).unwrap();
+            while server.is_handshaking() && server.complete_io(&mut conn).is_ok() {}
+        }
+    });
+    let relay = || {
+        let mut relay = std::process::Command::new(TOOL_BINARY);
+        relay.args(["relay", &addr]);
+        relay
+    };
+
+    let served = tls::served_certificate(relay(), &name, &issued.ca).expect("a verified handshake");
+    assert_eq!(
+        served.serial(),
+        Certificate::from_pem(issued.cert.as_bytes()).serial()
+    );
+    let foreign = tls::issue("foreign", &name).ca;
+    let refused = tls::served_certificate(relay(), &name, &foreign);
+    assert!(refused.is_err(), "a foreign CA: {refused:?}");
+    let refused = tls::served_certificate(relay(), "other.deputy-system.svc", &issued.ca);
+    assert!(refused.is_err(), "another name: {refused:?}");
 }
 
 /// Scenario 8: a CA rotation (`k8s-deputy.io/rotate` on the webhook's own Secret, the same steps
@@ -803,7 +572,7 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
         "the caBundles hold the Secret's CA"
     );
 
-    let webhook_pods_before = webhook_pods(&node).await;
+    let webhook_pods_before = webhook_pod_names(&node).await;
     assert_eq!(
         webhook_pods_before.len(),
         2,
@@ -829,13 +598,7 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
             .collect()
     };
     let system_pods: Api<Pod> = Api::namespaced(node.client.clone(), SYSTEM_NS);
-    let restarts_before = restarts(
-        &system_pods
-            .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
-            .await
-            .unwrap()
-            .items,
-    );
+    let restarts_before = restarts(&webhook_pods(&node).await);
     let fail_open_before = fail_open_count(&node).await;
 
     // The load: server-side dry-run Pods, one every 250 ms, until told to stop and at least 30
@@ -894,7 +657,7 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
         }
         if seen.new_leaf_in_secret.is_none() && now.leaf != old.leaf && !new_ca.is_empty() {
             new_leaf.clone_from(&now.leaf);
-            new_not_after = pem_not_after(&new_leaf);
+            new_not_after = Certificate::from_pem(new_leaf.as_bytes()).not_after();
             seen.new_leaf_in_secret = Some(at);
         }
         if seen.new_leaf_in_secret.is_some() {
@@ -996,43 +759,27 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
     // A new TLS handshake with each webhook Pod gets the new certificate, verified against the
     // new CA alone for the Service's name. Only on the local node, whose network namespace is
     // here (on kind, the metrics above are the proof).
-    let mut handshakes = 0;
-    if std::path::Path::new(NODE_NETNS).exists() {
-        let ca_file = std::env::temp_dir().join(format!("deputy-e2e-ca-{}.pem", unique()));
-        std::fs::write(&ca_file, &new_ca).unwrap();
-        let expected_serial = pem_serial(&new_leaf);
-        let current = system_pods
-            .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
-            .await
-            .unwrap()
-            .items;
-        for p in current {
+    let mut handshakes = None;
+    if Path::new(NODE_NETNS).exists() {
+        let expected_serial = Certificate::from_pem(new_leaf.as_bytes()).serial();
+        let service = format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc");
+        for p in webhook_pods(&node).await {
             let ip = p
                 .status
                 .and_then(|s| s.pod_ip)
                 .expect("a running Pod has an IP");
-            let served = served_serial(&ip, &ca_file);
+            let relay = tls::relay_in_node(Path::new(TOOL_BINARY), &format!("{ip}:8443"));
+            let served = tls::served_certificate(relay, &service, &new_ca);
             assert_eq!(
-                served.as_ref().ok(),
-                Some(&expected_serial),
+                served.as_ref().ok().map(Certificate::serial),
+                Some(expected_serial.clone()),
                 "{:?} serves the new certificate: {served:?}",
                 p.metadata.name
             );
-            handshakes += 1;
+            *handshakes.get_or_insert(0) += 1;
         }
-        let _ = std::fs::remove_file(&ca_file);
-    } else {
-        eprintln!(
-            "rotation: {NODE_NETNS} is not here (not the local node): handshake check skipped"
-        );
     }
-    let restarts_after = restarts(
-        &system_pods
-            .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
-            .await
-            .unwrap()
-            .items,
-    );
+    let restarts_after = restarts(&webhook_pods(&node).await);
     assert_eq!(
         restarts_after, restarts_before,
         "the same webhook Pods, not restarted"
@@ -1042,18 +789,38 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
         .filter(|c| c.at >= requested_at && c.at <= finished)
         .count();
     let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
-    eprintln!(
-        "rotation: {} dry-run Pods created ({during} during the CA rotation), all mutated; \
-         new CA in the Secret after {}, in the caBundle after {}, new certificate after {}, served by {}; \
-         old CA dropped after {}; {handshakes} new handshakes verified against the new CA alone; \
-         fail_open_count {fail_open_before} -> {fail_open_after}; Secret writes {}",
-        created.len(),
-        secs(ca_added),
-        secs(configured),
-        secs(leaf_written),
-        seen.new_leaf_served.iter().map(|(p, t)| format!("{p} {}", secs(*t))).collect::<Vec<_>>().join(", "),
-        secs(dropped),
-        writes_after - writes_before,
+    let handshakes_text = match handshakes {
+        Some(n) => format!("{n} new handshakes verified against the new CA alone"),
+        None => format!("no handshake checked ({NODE_NETNS} is not here: not the local node)"),
+    };
+    let served: BTreeMap<&String, f64> = seen
+        .new_leaf_served
+        .iter()
+        .map(|(p, t)| (p, t.as_secs_f64()))
+        .collect();
+    figures::record(
+        "rotation",
+        &format!(
+            "{} dry-run Pods created ({during} during the CA rotation), all mutated; \
+             new CA in the Secret after {}, in the caBundle after {}, new certificate after {}, served by {}; \
+             old CA dropped after {}; {handshakes_text}; \
+             fail_open_count {fail_open_before} -> {fail_open_after}; Secret writes {}",
+            created.len(),
+            secs(ca_added),
+            secs(configured),
+            secs(leaf_written),
+            seen.new_leaf_served.iter().map(|(p, t)| format!("{p} {}", secs(*t))).collect::<Vec<_>>().join(", "),
+            secs(dropped),
+            writes_after - writes_before,
+        ),
+        json!({
+            "pods": created.len(), "pods_during_rotation": during,
+            "new_ca_in_secret_s": ca_added.as_secs_f64(), "new_ca_configured_s": configured.as_secs_f64(),
+            "new_leaf_in_secret_s": leaf_written.as_secs_f64(), "new_leaf_served_s": served,
+            "old_ca_dropped_s": dropped.as_secs_f64(), "handshakes_verified": handshakes,
+            "fail_open_before": fail_open_before, "fail_open_after": fail_open_after,
+            "secret_writes": writes_after - writes_before,
+        }),
     );
 }
 
@@ -1069,7 +836,7 @@ async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
     let before = tls_secret(&secrets).await;
     let configured_before = configured_cas(&node).await;
 
-    let overlay = deputy_e2e::manifests_dir().join("overlays/local");
+    let overlay = manifests_dir().join("overlays/local");
     node.kubectl_ok(&["apply", "-k", overlay.to_str().unwrap()])
         .expect("apply the manifests again");
     let after = tls_secret(&secrets).await;
@@ -1084,7 +851,7 @@ async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
         "and the caBundle"
     );
 
-    let pods = webhook_pods(&node).await;
+    let pods = webhook_pod_names(&node).await;
     let initial_writes = |samples: &[metrics::Sample]| {
         metrics::sum(
             samples,
@@ -1140,7 +907,7 @@ async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
     let mutated_again = emptied_at.elapsed();
     // One mutated dry run proves one replica; the next test must find both serving the new pair
     // (with failurePolicy Ignore, a stale one would pass Pods through unmutated).
-    let refilled_not_after = pem_not_after(&refilled.leaf);
+    let refilled_not_after = Certificate::from_pem(refilled.leaf.as_bytes()).not_after();
     poll(
         "both replicas serving the refilled certificate",
         MINUTE,
@@ -1168,31 +935,15 @@ async fn tls_secret_survives_a_reapply_and_is_refilled_once_when_emptied() {
         1.0,
         "one replica refilled it, once"
     );
-    eprintln!(
-        "refill: a re-apply kept the Secret and the caBundle; emptied, it was refilled by one write \
-         and the caBundle followed within {:.1} s; Pods mutated again after {:.1} s",
-        refill_time.as_secs_f64(),
-        mutated_again.as_secs_f64()
+    let (refilled_s, mutated_s) = (refill_time.as_secs_f64(), mutated_again.as_secs_f64());
+    figures::record(
+        "refill",
+        &format!(
+            "a re-apply kept the Secret and the caBundle; emptied, it was refilled by one write \
+             and the caBundle followed within {refilled_s:.1} s; Pods mutated again after {mutated_s:.1} s"
+        ),
+        json!({"refilled_s": refilled_s, "mutated_again_s": mutated_s, "initial_writes": 1}),
     );
-}
-
-/// Whether every webhook Pod's Ready condition is `want`.
-async fn webhook_pods_ready(node: &Node, want: bool) -> bool {
-    let pods = Api::<Pod>::namespaced(node.client.clone(), SYSTEM_NS)
-        .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
-    !pods.is_empty()
-        && pods.iter().all(|p| {
-            let ready = p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-                .is_some_and(|c| c.status == "True");
-            ready == want && p.metadata.deletion_timestamp.is_none()
-        })
 }
 
 /// Makes the webhook's controller look at its Secret now (a watch event) instead of at its next
@@ -1201,25 +952,13 @@ async fn nudge(secrets: &Api<Secret>) {
     annotate_tls_secret(secrets, "e2e.k8s-deputy.io/nudge", &unique()).await;
 }
 
-/// Sets one annotation on the webhook's TLS Secret.
-async fn annotate_tls_secret(secrets: &Api<Secret>, key: &str, value: &str) {
-    secrets
-        .patch(
-            TLS_SECRET,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {key: value}}})),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("annotate the Secret with {key}={value}: {e}"));
-}
-
 /// Re-applies the manifests when dropped: the RBAC this test narrows comes back, and with it the
 /// controller's own repair of the caBundle, even if the test fails half-way.
 struct ReapplyManifests<'a>(&'a Node);
 
 impl Drop for ReapplyManifests<'_> {
     fn drop(&mut self) {
-        let overlay = deputy_e2e::manifests_dir().join("overlays/local");
+        let overlay = manifests_dir().join("overlays/local");
         let _ = self.0.kubectl(&["apply", "-k", overlay.to_str().unwrap()]);
     }
 }
@@ -1272,12 +1011,7 @@ async fn replicas_are_unready_while_the_ca_bundle_does_not_trust_them() {
     // The authorizer follows RBAC objects through a cache: wait until it denies the patch, or the
     // controller's first look could still repair the caBundle.
     wait_for_patch_permission(&node, false).await;
-    let mut foreign = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    foreign.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let foreign = foreign
-        .self_signed(&rcgen::KeyPair::generate().unwrap())
-        .unwrap()
-        .pem();
+    let foreign = tls::issue("foreign", "foreign.invalid").ca;
     let encoded = base64::engine::general_purpose::STANDARD.encode(foreign.as_bytes());
     let ops: Vec<serde_json::Value> = (0..ENTRIES.len())
         .map(|i| json!({"op": "replace", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}))
@@ -1325,12 +1059,18 @@ async fn replicas_are_unready_while_the_ca_bundle_does_not_trust_them() {
     require_deputy(&node, &ns.name)
         .await
         .expect("Pods are mutated again");
-    eprintln!(
-        "untrusted: with a foreign CA in the caBundles both replicas were unready after {:.1} s; \
-         allowed to patch again, the controller restored the caBundle and both were ready and \
-         injecting after {:.1} s",
+    let (unready_s, repaired_s) = (
         unready_after.as_secs_f64(),
-        repaired_at.elapsed().as_secs_f64()
+        repaired_at.elapsed().as_secs_f64(),
+    );
+    figures::record(
+        "untrusted",
+        &format!(
+            "with a foreign CA in the caBundles both replicas were unready after {unready_s:.1} s; \
+             allowed to patch again, the controller restored the caBundle and both were ready and \
+             injecting after {repaired_s:.1} s"
+        ),
+        json!({"unready_s": unready_s, "ready_again_s": repaired_s}),
     );
 }
 
@@ -1528,11 +1268,19 @@ async fn rolling_update_terminates_old_pods_gracefully_and_injects_the_new_ones(
             "{name}: {events:?}"
         );
     }
-    eprintln!(
-        "rollout: 2 injected replicas rolled in {:.1} s; old Pods gone after {} (exit 0, handler ran in the preStop); new Pods {:?} injected",
-        rolled_at.elapsed().as_secs_f64(),
-        gone.iter().map(|(p, t)| format!("{p} {:.1} s", t.as_secs_f64())).collect::<Vec<_>>().join(", "),
-        new.iter().filter_map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
+    let rolled = rolled_at.elapsed().as_secs_f64();
+    let gone: BTreeMap<String, f64> = gone
+        .into_iter()
+        .map(|(p, t)| (p, t.as_secs_f64()))
+        .collect();
+    let new: Vec<String> = new.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    figures::record(
+        "rollout",
+        &format!(
+            "2 injected replicas rolled in {rolled:.1} s; old Pods gone after {} (exit 0, handler ran in the preStop); new Pods {new:?} injected",
+            gone.iter().map(|(p, t)| format!("{p} {t:.1} s")).collect::<Vec<_>>().join(", "),
+        ),
+        json!({"replicas": 2, "rolled_s": rolled, "old_gone_s": gone, "new_pods": new}),
     );
 }
 
@@ -1567,6 +1315,16 @@ async fn api_server_histogram(node: &Node) -> Histogram {
     )
 }
 
+/// A histogram bucket's bound for a figure's values: seconds, or `"+Inf"` (JSON has no
+/// infinity).
+fn le(bound: f64) -> serde_json::Value {
+    if bound.is_finite() {
+        json!(bound)
+    } else {
+        json!("+Inf")
+    }
+}
+
 fn ms(seconds: f64) -> String {
     if seconds.is_infinite() {
         "+Inf".into()
@@ -1585,7 +1343,7 @@ async fn benchmark_admission_latency_over_120_pods() {
     let _webhook = WEBHOOK.write().await;
     let ns = injected_namespace(&node, "ops-bench", &[]).await;
     let pods = ns.pods();
-    let replicas = webhook_pods(&node).await;
+    let replicas = webhook_pod_names(&node).await;
     // Warm both replicas' connections first.
     for i in 0..10 {
         let spec = demo_pod(DemoPod::new(&format!("warm-{i}"), &["/app/deputy-app"]));
@@ -1620,39 +1378,58 @@ async fn benchmark_admission_latency_over_120_pods() {
         .collect();
     bounds.sort_by(f64::total_cmp);
     bounds.dedup();
-    eprintln!("bench: {N} Pod creations (server-side dry run), one at a time; cumulative counts per bucket");
-    eprintln!("bench: | le | deputy_admission_duration_seconds (webhook) | apiserver_admission_webhook_admission_duration_seconds |");
-    eprintln!("bench: |---:|---:|---:|");
     let cell = |h: &Histogram, le: f64| h.at(le).map_or("".to_owned(), |n| format!("{n}"));
+    let mean_ms = |h: &Histogram| h.mean().map(|d| d.as_secs_f64() * 1e3);
+    let shown = |mean: Option<f64>| mean.map_or("-".into(), |m| format!("{m:.3} ms"));
+    let bound_ms = |h: &Histogram, q: f64| h.quantile_bound(q).map_or("-".into(), ms);
+    let mut table = vec![
+        format!("{N} Pod creations (server-side dry run), one at a time; cumulative counts per bucket"),
+        "| le | deputy_admission_duration_seconds (webhook) | apiserver_admission_webhook_admission_duration_seconds |".to_owned(),
+        "|---:|---:|---:|".to_owned(),
+    ];
     for le in bounds {
-        eprintln!(
-            "bench: | {} | {} | {} |",
+        table.push(format!(
+            "| {} | {} | {} |",
             ms(le),
             cell(&webhook, le),
             cell(&api, le)
-        );
+        ));
     }
-    eprintln!(
-        "bench: | count / mean | {} / {} | {} / {} |",
+    table.push(format!(
+        "| count / mean | {} / {} | {} / {} |",
         webhook.count,
-        webhook
-            .mean()
-            .map_or("-".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3)),
+        shown(mean_ms(&webhook)),
         api.count,
-        api.mean()
-            .map_or("-".into(), |d| format!("{:.3} ms", d.as_secs_f64() * 1e3)),
+        shown(mean_ms(&api)),
+    ));
+    table.push(format!(
+        "| p50 / p99 bucket bound | {} / {} | {} / {} |",
+        bound_ms(&webhook, 0.5),
+        bound_ms(&webhook, 0.99),
+        bound_ms(&api, 0.5),
+        bound_ms(&api, 0.99),
+    ));
+    let histogram = |h: &Histogram| {
+        json!({
+            "count": h.count,
+            "mean_ms": mean_ms(h),
+            "p50_bound_s": h.quantile_bound(0.5).map(le),
+            "p99_bound_s": h.quantile_bound(0.99).map(le),
+            "buckets": h.buckets.iter().map(|(b, n)| json!({"le_s": le(*b), "count": n})).collect::<Vec<_>>(),
+        })
+    };
+    figures::record(
+        "bench",
+        &table.join("\n"),
+        json!({"pods": N, "webhook": histogram(&webhook), "api_server": histogram(&api)}),
     );
-    eprintln!(
-        "bench: | p50 / p99 bucket bound | {} / {} | {} / {} |",
-        webhook.quantile_bound(0.5).map_or("-".into(), ms),
-        webhook.quantile_bound(0.99).map_or("-".into(), ms),
-        api.quantile_bound(0.5).map_or("-".into(), ms),
-        api.quantile_bound(0.99).map_or("-".into(), ms),
-    );
-    eprintln!(
-        "bench: client round trip of the dry-run create: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(0.5).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        round_trips[N - 1].as_secs_f64() * 1e3
+    let ms_of = |d: Duration| d.as_secs_f64() * 1e3;
+    let (p50, p99, max) = (ms_of(pct(0.5)), ms_of(pct(0.99)), ms_of(round_trips[N - 1]));
+    figures::record(
+        "bench",
+        &format!(
+            "client round trip of the dry-run create: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"
+        ),
+        json!({"pods": N, "client_round_trip_ms": {"p50": p50, "p99": p99, "max": max}}),
     );
 }

@@ -6,12 +6,12 @@
 //! the namespace and adds a name prefix.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use deputy_e2e::Node;
+use deputy_e2e::manifests::{manifests_dir, ScratchCopy};
+use deputy_e2e::{node, Node};
 
 fn manifests() -> PathBuf {
-    deputy_e2e::manifests_dir()
+    manifests_dir()
 }
 
 fn render(node: &Node, dir: &Path) -> String {
@@ -62,9 +62,7 @@ fn without_cert_manager_kinds(yaml: &str) -> String {
 
 #[tokio::test]
 async fn every_overlay_renders_and_the_api_server_accepts_it() {
-    let Some(node) = Node::from_env("manifests").await else {
-        return;
-    };
+    let node = node!("manifests");
     // The namespace must exist for a dry run of namespaced objects; harness.sh test deployed it.
     node.kubectl_ok(&["get", "namespace", "deputy-system"])
         .expect("deputy-system exists (harness.sh test deploys first)");
@@ -120,19 +118,10 @@ async fn every_overlay_renders_and_the_api_server_accepts_it() {
 
 #[tokio::test]
 async fn a_renamed_namespace_and_prefix_keep_every_reference_right() {
-    let Some(node) = Node::from_env("manifests").await else {
-        return;
-    };
+    let node = node!("manifests");
     // A copy of manifests/ whose cert-manager overlay sets a namespace and a name prefix itself,
     // as the README tells users to.
-    let copy = std::env::temp_dir().join(format!("deputy-manifests-{}", deputy_e2e::unique()));
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(manifests())
-        .arg(&copy)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let copy = ScratchCopy::manifests();
     let yaml = render_renamed(&node, &copy.join("overlays/cert-manager"));
     assert_contains_all(
         &yaml,
@@ -148,7 +137,6 @@ async fn a_renamed_namespace_and_prefix_keep_every_reference_right() {
 
     // The self-signed overlay: the names the webhook is told, and those RBAC grants, follow.
     let yaml = render_renamed(&node, &copy.join("overlays/self-signed"));
-    let _ = std::fs::remove_dir_all(&copy);
     assert_contains_all(
         &yaml,
         &[

@@ -5,38 +5,18 @@
 //! Run through `make e2e-test`. Each test works in namespaces of its own, so the suite passes
 //! on a node where other workloads already run.
 
-use std::time::Duration;
-
-use deputy_e2e::test_webhook::{self, DeleteOnDrop};
+use deputy_e2e::figures;
+use deputy_e2e::pods::{dry_run, pod, sh};
+use deputy_e2e::test_webhook;
 use deputy_e2e::{
-    pod, poll, read_events, uptime, wait_gone, wait_running, Node, TestNamespace, BUSYBOX,
-    K8S_VERSION, TOOL,
+    node, poll, read_events, uptime, wait_gone, wait_running, Node, TestNamespace, BUSYBOX,
+    K8S_VERSION, MINUTE, TOOL,
 };
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-
-const MINUTE: Duration = Duration::from_secs(60);
-
-/// Connects to the node, or skips the test loudly (see `Node::from_env`).
-macro_rules! node {
-    ($test:literal) => {
-        match Node::from_env($test).await {
-            Some(node) => node,
-            None => return,
-        }
-    };
-}
-
-/// A container that runs `script` in busybox as its user 65534.
-fn sh(name: &str, script: &str) -> serde_json::Value {
-    serde_json::json!({
-        "name": name, "image": BUSYBOX, "imagePullPolicy": "Never",
-        "command": ["/bin/sh", "-c", script],
-    })
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn api_server_is_ready_and_the_node_is_ready() {
@@ -93,7 +73,7 @@ async fn busybox_pod_runs_with_logs_exec_and_a_service_account_token() {
     let node = node!("busybox_pod_runs_with_logs_exec_and_a_service_account_token");
     let ns = node.namespace("busybox", &[]).await;
     let pods = ns.pods();
-    let p = pod(serde_json::json!({
+    let p = pod(json!({
         "metadata": {"name": "bb"},
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [
             sh("bb", "echo hello-from-busybox; id; exec sleep 3600")]}
@@ -179,7 +159,7 @@ async fn busybox_pod_runs_with_logs_exec_and_a_service_account_token() {
 async fn deployment_rolls_out_and_its_service_routes_from_another_pod() {
     let node = node!("deployment_rolls_out_and_its_service_routes_from_another_pod");
     let ns = node.namespace("service", &[]).await;
-    let deploy: Deployment = serde_json::from_value(serde_json::json!({
+    let deploy: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {
             "replicas": 2,
@@ -202,7 +182,7 @@ async fn deployment_rolls_out_and_its_service_routes_from_another_pod() {
         .create(&PostParams::default(), &deploy)
         .await
         .expect("create Deployment");
-    let svc: Service = serde_json::from_value(serde_json::json!({
+    let svc: Service = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
     }))
@@ -250,7 +230,7 @@ async fn deployment_rolls_out_and_its_service_routes_from_another_pod() {
         .map(|p| p.metadata.name.unwrap())
         .collect();
 
-    let client = pod(serde_json::json!({
+    let client = pod(json!({
         "metadata": {"name": "client"},
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [sh("client", "exec sleep 3600")]}
     }));
@@ -293,9 +273,9 @@ async fn record_termination(
 ) -> (Vec<(String, f64)>, f64) {
     let dir = node.host_dir(&ns.name);
     let mut c = sh("app", main);
-    c["lifecycle"] = serde_json::json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", hook]}}});
-    c["volumeMounts"] = serde_json::json!([{"name": "out", "mountPath": "/out"}]);
-    let p = pod(serde_json::json!({
+    c["lifecycle"] = json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", hook]}}});
+    c["volumeMounts"] = json!([{"name": "out", "mountPath": "/out"}]);
+    let p = pod(json!({
         "metadata": {"name": name},
         "spec": {"terminationGracePeriodSeconds": grace_seconds, "containers": [c],
             "volumes": [{"name": "out", "hostPath": {"path": dir, "type": "Directory"}}]}
@@ -356,10 +336,13 @@ while :; do sleep 1 & wait $!; done"#;
         t("TERM") - deleted_at < 15.0,
         "SIGTERM long before the 30 s grace ran out: {ev:?}"
     );
-    println!(
-        "delete -> preStop {:.2} s, preStop -> SIGTERM {:.2} s (hook sleeps 2 s)",
-        t("PRESTOP") - deleted_at,
-        t("TERM") - t("PRESTOP")
+    let (to_hook, hook_to_term) = (t("PRESTOP") - deleted_at, t("TERM") - t("PRESTOP"));
+    figures::record(
+        "prestop",
+        &format!(
+            "delete -> preStop {to_hook:.2} s, preStop -> SIGTERM {hook_to_term:.2} s (hook sleeps 2 s)"
+        ),
+        json!({"delete_to_prestop_s": to_hook, "prestop_to_sigterm_s": hook_to_term, "hook_sleep_s": 2}),
     );
 }
 
@@ -408,10 +391,17 @@ while :; do echo "ALIVE $(now)" >> /out/events; sleep 0.1 & wait $!; done"#;
         "SIGTERM came after the hook started: {ev:?}"
     );
     let to_kill = last_alive - term;
-    println!(
-        "DELETE -> SIGTERM {delete_to_term:.2} s (preStop -> SIGTERM {:.2} s, grace {grace} s), \
-         SIGTERM -> SIGKILL {to_kill:.2} s",
-        term - prestop
+    figures::record(
+        "grace",
+        &format!(
+            "DELETE -> SIGTERM {delete_to_term:.2} s (preStop -> SIGTERM {:.2} s, grace {grace} s), \
+             SIGTERM -> SIGKILL {to_kill:.2} s",
+            term - prestop
+        ),
+        json!({
+            "delete_to_sigterm_s": delete_to_term, "prestop_to_sigterm_s": term - prestop,
+            "grace_s": grace, "sigterm_to_sigkill_s": to_kill,
+        }),
     );
     // The kubelet gives 2 s after SIGTERM; ALIVE records come every 0.1 s but may lag on a
     // loaded machine, hence the wide bounds.
@@ -425,7 +415,7 @@ while :; do echo "ALIVE $(now)" >> /out/events; sleep 0.1 & wait $!; done"#;
 async fn read_only_root_with_a_memory_emptydir_subpath_can_host_a_unix_socket() {
     let node = node!("read_only_root_with_a_memory_emptydir_subpath_can_host_a_unix_socket");
     let ns = node.namespace("socket", &[]).await;
-    let p = pod(serde_json::json!({
+    let p = pod(json!({
         "metadata": {"name": "sock"},
         "spec": {
             "terminationGracePeriodSeconds": 1,
@@ -499,30 +489,14 @@ async fn mutating_webhook_behind_a_service_patches_stored_pods() {
     // The tool's webhook behind the Service e2e-webhook, with a CA made by the test.
     let ca_pem = test_webhook::serve(&node, &ns, "webhook", &[]).await;
 
-    let config_name = format!("e2e-{}", ns.name);
-    let config: MutatingWebhookConfiguration = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": config_name},
-        "webhooks": [{
-            "name": "mutate.e2e.k8s-deputy.io",
-            "clientConfig": {
-                "service": {"namespace": ns.name, "name": "e2e-webhook", "path": "/mutate", "port": 443},
-                "caBundle": base64_encode(ca_pem.as_bytes()),
-            },
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "namespaceSelector": {"matchLabels": {"e2e.k8s-deputy.io/webhook": target_label}},
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": "Fail",
-            "timeoutSeconds": 10
-        }]
-    }))
-    .unwrap();
-    let configs: Api<MutatingWebhookConfiguration> = Api::all(node.client.clone());
-    configs
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
-    let _cleanup = DeleteOnDrop(&node, "mutatingwebhookconfiguration", config_name.clone());
+    let configuration = test_webhook::configuration(
+        &format!("e2e-{}", ns.name),
+        "mutate.e2e.k8s-deputy.io",
+        (&ns, "webhook"),
+        &ca_pem,
+        ("e2e.k8s-deputy.io/webhook", &target_label),
+    );
+    let _cleanup = test_webhook::register(&node, configuration).await;
 
     let annotation = |p: &Pod| {
         p.metadata
@@ -534,16 +508,12 @@ async fn mutating_webhook_behind_a_service_patches_stored_pods() {
     // failurePolicy Fail rejects Pods until it reaches the webhook through the Service: a dry run
     // tells when both are true; then the patch must be in the stored object.
     let target_pods = target.pods();
-    let bb = pod(serde_json::json!({
+    let bb = pod(json!({
         "metadata": {"name": "mutated"},
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [sh("bb", "exec sleep 3600")]}
     }));
-    let dry_run = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
     poll("the webhook configuration in effect", MINUTE, || async {
-        let probe = target_pods.create(&dry_run, &bb).await?;
+        let probe = target_pods.create(&dry_run(), &bb).await?;
         Ok(annotation(&probe).map(drop))
     })
     .await
@@ -594,10 +564,9 @@ async fn restricted_pod_security_rejects_a_privileged_pod() {
         )
         .await;
     let mut privileged = sh("bad", "exec sleep 3600");
-    privileged["securityContext"] = serde_json::json!({"privileged": true});
-    let bad = pod(
-        serde_json::json!({"metadata": {"name": "privileged"}, "spec": {"containers": [privileged]}}),
-    );
+    privileged["securityContext"] = json!({"privileged": true});
+    let bad =
+        pod(json!({"metadata": {"name": "privileged"}, "spec": {"containers": [privileged]}}));
     match ns.pods().create(&PostParams::default(), &bad).await {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 403, "{status:?}");
@@ -614,11 +583,11 @@ async fn restricted_pod_security_rejects_a_privileged_pod() {
     }
     // Negative control: a Pod that meets the restricted profile is admitted and runs.
     let mut good = sh("good", "exec sleep 3600");
-    good["securityContext"] = serde_json::json!({
+    good["securityContext"] = json!({
         "runAsNonRoot": true, "allowPrivilegeEscalation": false,
         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}
     });
-    let good = pod(serde_json::json!({
+    let good = pod(json!({
         "metadata": {"name": "restricted"},
         "spec": {"terminationGracePeriodSeconds": 1, "containers": [good]}
     }));
@@ -629,9 +598,4 @@ async fn restricted_pod_security_rejects_a_privileged_pod() {
     wait_running(&ns.pods(), "restricted", MINUTE)
         .await
         .expect("and runs");
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -10,13 +10,18 @@
 //! * `bind-unix PATH`: binds a UNIX socket at PATH and answers `pong` to every connection;
 //! * `connect-unix PATH`: connects to PATH and prints what it reads;
 //! * `write-file PATH`: tries to create PATH and says whether it could;
-//! * `cat PATH`: prints a file.
+//! * `cat PATH`: prints a file;
+//! * `relay IP:PORT`: connects to IP:PORT over TCP and copies its standard input to the
+//!   connection and the connection to its standard output, until the peer closes it or is silent
+//!   for 10 s (the suite's TLS probe runs it inside the node's network namespace).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error.
 
 use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -32,11 +37,12 @@ fn main() -> ExitCode {
         Some("connect-unix") if args.len() == 2 => connect_unix(&args[1]),
         Some("write-file") if args.len() == 2 => write_file(&args[1]),
         Some("cat") if args.len() == 2 => cat(&args[1]),
+        Some("relay") if args.len() == 2 => relay(&args[1]),
         _ => {
             eprintln!(
                 "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] \
                  [--add-container NAME=IMAGE] | bind-unix PATH \
-                 | connect-unix PATH | write-file PATH | cat PATH"
+                 | connect-unix PATH | write-file PATH | cat PATH | relay IP:PORT"
             );
             return ExitCode::from(2);
         }
@@ -202,4 +208,33 @@ fn cat(path: &str) -> Result<()> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     print!("{text}");
     Ok(())
+}
+
+fn relay(addr: &str) -> Result<()> {
+    let addr: SocketAddr = addr.parse().context("relay takes IP:PORT")?;
+    let timeout = Duration::from_secs(10);
+    let conn =
+        TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect({addr})"))?;
+    conn.set_read_timeout(Some(timeout))
+        .context("set the read timeout")?;
+    let mut upstream = conn.try_clone().context("clone the connection")?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut upstream);
+        let _ = upstream.shutdown(Shutdown::Write);
+    });
+    // Each chunk is flushed at once: the peer on our standard output (a TLS client) waits for it,
+    // and std's stdout would hold binary data back until a newline.
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = (&conn)
+            .read(&mut buf)
+            .with_context(|| format!("read from {addr}"))?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])
+            .context("write to standard output")?;
+        out.flush().context("flush standard output")?;
+    }
 }
