@@ -5,8 +5,9 @@
 //! A line of the file:
 //!
 //! ```json
-//! {"topic": "outage", "test": "outage::webhook_down_...", "text": "outage-1 admitted unmutated in 4.2ms",
-//!  "values": {"pod": "outage-1", "admitted_s": 0.0042}}
+//! {"topic": "outage", "test": "outage::webhook_down_...",
+//!  "text": "outage-1 admitted unmutated in 4.2ms",
+//!  "values": {"pod": "outage-1", "dry_run": true, "admitted_s": 0.0042}}
 //! ```
 //!
 //! `topic` names the kind of figure (`deletion`, `rotation`, `bench`, ...); `test` is the test

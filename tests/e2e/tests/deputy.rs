@@ -187,9 +187,11 @@ async fn assert_graceful(
             callback_to_reported * 1e3,
         ),
         json!({
-            "pod": name, "deputy": true, "grace_s": GRACE.as_secs(), "gone_s": gone, "exit_code": 0,
-            "delete_to_relay_s": delete_to_relay, "relay_to_callback_ms": relay_to_callback * 1e3,
-            "callback_to_reported_ms": callback_to_reported * 1e3, "reported_to_gone_s": reported_to_gone,
+            "pod": name, "deputy": true, "grace_s": GRACE.as_secs(), "gone_s": gone,
+            "exit_code": 0, "delete_to_relay_s": delete_to_relay,
+            "relay_to_callback_ms": relay_to_callback * 1e3,
+            "callback_to_reported_ms": callback_to_reported * 1e3,
+            "reported_to_gone_s": reported_to_gone,
         }),
     );
 }
@@ -338,7 +340,9 @@ async fn julia_protocol_app_as_pid_1_kills_its_own_prestop_hook_so_it_must_be_wr
         &format!(
             "julia-pid1 unwrapped (negative control): gone {gone:.3} s after the DELETE, events {events:?}"
         ),
-        json!({"pod": "julia-pid1", "deputy": true, "wrapped": false, "gone_s": gone, "events": events}),
+        json!({
+            "pod": "julia-pid1", "deputy": true, "wrapped": false, "gone_s": gone, "events": events,
+        }),
     );
 }
 

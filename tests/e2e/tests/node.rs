@@ -342,7 +342,10 @@ while :; do sleep 1 & wait $!; done"#;
         &format!(
             "delete -> preStop {to_hook:.2} s, preStop -> SIGTERM {hook_to_term:.2} s (hook sleeps 2 s)"
         ),
-        json!({"delete_to_prestop_s": to_hook, "prestop_to_sigterm_s": hook_to_term, "hook_sleep_s": 2}),
+        json!({
+            "delete_to_prestop_s": to_hook, "prestop_to_sigterm_s": hook_to_term,
+            "hook_sleep_s": 2,
+        }),
     );
 }
 

@@ -145,7 +145,11 @@ async fn benchmark_admission_latency_over_120_pods() {
             "mean_ms": mean_ms(h),
             "p50_bound_s": h.quantile_bound(0.5).map(le),
             "p99_bound_s": h.quantile_bound(0.99).map(le),
-            "buckets": h.buckets.iter().map(|(b, n)| json!({"le_s": le(*b), "count": n})).collect::<Vec<_>>(),
+            "buckets": h
+                .buckets
+                .iter()
+                .map(|(b, n)| json!({"le_s": le(*b), "count": n}))
+                .collect::<Vec<_>>(),
         })
     };
     figures::record(

@@ -171,7 +171,10 @@ async fn second_webhook_adding_a_container_never_causes_a_double_injection_in_ei
                 "{name}: status {status:?}, the test webhook was called {} time(s): {calls:?}",
                 calls.len()
             ),
-            json!({"pod": name, "deputy_first": deputy_first, "status": status, "calls": calls.len()}),
+            json!({
+                "pod": name, "deputy_first": deputy_first, "status": status,
+                "calls": calls.len(),
+            }),
         );
         // The Pod is valid as stored: it runs.
         wait_running(&pods, name, MINUTE)

@@ -50,10 +50,11 @@ struct Seen {
 fn tls_probe_through_the_relay_verifies_the_served_certificate() {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
 
     let name = format!("{WEBHOOK_NAME}.{SYSTEM_NS}.svc");
     let issued = tls::issue("probe", &name);
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -66,13 +67,14 @@ fn tls_probe_through_the_relay_verifies_the_served_certificate() {
         PrivateKeyDer::from_pem_slice(issued.key.as_bytes()).unwrap(),
     )
     .unwrap();
+    let config = Arc::new(config);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     // Not joined: a probe that never connects would leave it waiting.
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let mut conn = conn.unwrap();
-            let mut server = rustls::ServerConnection::new(config.clone().into()).unwrap();
+            let mut server = rustls::ServerConnection::new(config.clone()).unwrap();
             while server.is_handshaking() && server.complete_io(&mut conn).is_ok() {}
         }
     });
@@ -361,7 +363,8 @@ async fn certificate_rotated_under_load_every_pod_is_mutated_and_nothing_fails_o
         ),
         json!({
             "pods": created.len(), "pods_during_rotation": during,
-            "new_ca_in_secret_s": ca_added.as_secs_f64(), "new_ca_configured_s": configured.as_secs_f64(),
+            "new_ca_in_secret_s": ca_added.as_secs_f64(),
+            "new_ca_configured_s": configured.as_secs_f64(),
             "new_leaf_in_secret_s": leaf_written.as_secs_f64(), "new_leaf_served_s": served,
             "old_ca_dropped_s": dropped.as_secs_f64(), "handshakes_verified": handshakes,
             "fail_open_before": fail_open_before, "fail_open_after": fail_open_after,
