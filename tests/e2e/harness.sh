@@ -889,27 +889,21 @@ cmd_test() {
 	log "running the e2e suite against $kc"
 	# tests/node.rs proves the node; tests/manifests.rs and tests/cert_manager.rs the manifests
 	# (the cert-manager overlay with cert-manager running); tests/deputy.rs proves k8s-deputy on
-	# it; tests/deputy_ops.rs its operation (skips, reinvocation, outage, certificate rotation,
-	# rolling update, benchmark). All run, whatever the first says; the measured figures
-	# (`cert-manager:`, `deletion:`, `rotation:`, `rollout:`, `bench:` lines) are repeated at the end.
-	local out rc=0
-	out=$(mktemp)
+	# it; tests/deputy_ops/ its operation (skips, reinvocation, outage, certificate rotation,
+	# rolling update, benchmark). All run, whatever the first says. The tests record what they
+	# measure as JSON lines in $figures (src/figures.rs), summarised from there at the end.
+	local figures=$LOGS/e2e-figures.jsonl rc=0
+	: >"$figures"
+	export E2E_FIGURES=$figures
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output) || rc=$?
 	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test manifests -- --show-output) || rc=$?
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test cert_manager -- --show-output) 2>&1 |
-		tee -a "$out" || rc=$?
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) 2>&1 |
-		tee -a "$out" || rc=$?
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test cert_manager -- --show-output) || rc=$?
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) || rc=$?
 	# The tests that take the webhook down or rotate its certificate lock out the others themselves.
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy_ops -- --test-threads=4 --show-output) 2>&1 |
-		tee -a "$out" || rc=$?
-	log "the cert-manager overlay, measured by tests/cert_manager.rs:"
-	grep '^cert-manager:' "$out" >&2 || true
-	log "Pod deletion times measured by tests/deputy.rs:"
-	grep '^deletion' "$out" | sort >&2 || true
-	log "figures measured by tests/deputy_ops.rs:"
-	grep -E '^(outage|rotation|refill|untrusted|rollout|reinvocation|bench):' "$out" >&2 || true
-	rm -f "$out"
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy_ops -- --test-threads=4 --show-output) || rc=$?
+	log "figures measured by the suite, in the order they were recorded (from $figures):"
+	jq -r '.topic as $t | .text | split("\n")[] | "\($t): \(.)"' "$figures" >&2 ||
+		log "cannot read the figures in $figures (one JSON object per line)"
 	return "$rc"
 }
 
