@@ -11,8 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::InjectionConfig;
-use crate::selfsigned::plan::Settings;
-use crate::selfsigned::TlsSecretConfig;
+use crate::selfsigned::config::{TlsSecretConfig, TlsSecretFlags};
 use crate::server::{ServeConfig, TlsSource};
 use crate::tls::PairPaths;
 
@@ -183,6 +182,7 @@ struct TlsSecretArgs {
 }
 
 impl TlsSecretArgs {
+    /// The checked `--tls-secret` settings, or None without `--tls-secret`.
     fn into_config(self, namespace: Option<&str>) -> anyhow::Result<Option<TlsSecretConfig>> {
         let Self {
             tls_secret,
@@ -195,71 +195,17 @@ impl TlsSecretArgs {
         let Some(secret) = tls_secret else {
             return Ok(None);
         };
-        let namespace =
-            namespace.context("--tls-secret needs --namespace (the Secret's and the Service's)")?;
-        let (Some(webhook_configuration), Some(service)) = (webhook_configuration, service) else {
-            anyhow::bail!("--tls-secret needs --webhook-configuration and --service");
-        };
-        for (flag, value) in [("--service", service.as_str()), ("--namespace", namespace)] {
-            if !is_dns_label(value) {
-                anyhow::bail!(
-                    "{flag} {value:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
-                );
-            }
-        }
-        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-        if ca_validity > CENTURY || cert_validity.is_zero() {
-            anyhow::bail!(
-                "--ca-validity must be at most 100 years and --cert-validity more than 0s"
-            );
-        }
-        if cert_validity > ca_validity {
-            anyhow::bail!(
-                "--cert-validity ({}) must not exceed --ca-validity ({})",
-                humantime::format_duration(cert_validity),
-                humantime::format_duration(ca_validity)
-            );
-        }
-        if rotation_overlap.is_zero()
-            || rotation_overlap
-                .checked_mul(6)
-                .is_none_or(|six| six > cert_validity)
-        {
-            anyhow::bail!(
-                "--rotation-overlap ({}) must be more than 0s and at most a sixth of --cert-validity ({})",
-                humantime::format_duration(rotation_overlap),
-                humantime::format_duration(cert_validity)
-            );
-        }
-        let dns_names = vec![
-            format!("{service}.{namespace}.svc"),
-            format!("{service}.{namespace}.svc.cluster.local"),
-            format!("{service}.{namespace}"),
-            service.clone(),
-        ];
-        Ok(Some(TlsSecretConfig {
-            namespace: namespace.to_owned(),
+        let config = TlsSecretConfig::new(TlsSecretFlags {
             secret,
+            namespace: namespace.map(str::to_owned),
             webhook_configuration,
-            settings: Settings {
-                ca_validity,
-                leaf_validity: cert_validity,
-                overlap: rotation_overlap,
-                dns_names,
-            },
-        }))
+            service,
+            ca_validity,
+            cert_validity,
+            rotation_overlap,
+        })?;
+        Ok(Some(config))
     }
-}
-
-/// An RFC 1123 label, as Service and namespace names are.
-fn is_dns_label(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// The injection settings shared by `serve` and `inject`.

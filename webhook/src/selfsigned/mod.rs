@@ -10,6 +10,7 @@
 //! and with a JSON Patch `test` of the configuration's `resourceVersion`, so that a replica cannot
 //! put back a bundle older than the one another replica has just patched in.
 
+pub mod config;
 pub mod pki;
 pub mod plan;
 
@@ -30,7 +31,8 @@ use rustls_pki_types::CertificateDer;
 
 use crate::metrics::Metrics;
 use crate::tls::{self, CertResolver};
-use plan::{Observed, Reason, Settings, Step};
+pub use config::TlsSecretConfig;
+use plan::{Observed, Reason, Step};
 
 /// Annotation a user sets (any new value) on the Secret to ask for a new CA, through the same
 /// overlapping steps as a scheduled renewal.
@@ -52,19 +54,6 @@ fn resync_secs(overlap: Duration) -> i64 {
 }
 /// Wait after a failed API call.
 const RETRY_SECS: i64 = 5;
-
-/// Where the pair lives and how it is made.
-#[derive(Debug, Clone)]
-pub struct TlsSecretConfig {
-    /// Namespace of the Secret (the webhook's own).
-    pub namespace: String,
-    /// The Secret's name.
-    pub secret: String,
-    /// The MutatingWebhookConfiguration whose every entry gets the `caBundle`.
-    pub webhook_configuration: String,
-    /// Lifetimes, overlap and names.
-    pub settings: Settings,
-}
 
 /// Loads the API client's configuration (in-cluster service account or `$KUBECONFIG`) and starts
 /// the controller on its own thread. Without credentials it fails at start, visibly; an API server
@@ -100,7 +89,7 @@ pub fn start(
             };
             let _ = connected_tx.send(Ok(()));
             let controller = Controller {
-                secrets: Api::namespaced(client.clone(), &config.namespace),
+                secrets: Api::namespaced(client.clone(), config.namespace()),
                 configurations: Api::all(client),
                 config,
                 resolver,
@@ -149,9 +138,9 @@ enum Outcome {
 impl Controller {
     async fn run(mut self) {
         let events =
-            watcher::watch_object(self.secrets.clone(), &self.config.secret).default_backoff();
+            watcher::watch_object(self.secrets.clone(), self.config.secret()).default_backoff();
         let mut events = std::pin::pin!(events);
-        let resync = resync_secs(self.config.settings.overlap);
+        let resync = resync_secs(self.config.settings().overlap);
         // None until the watch has answered once; then the Secret, or None if it does not exist.
         let mut latest: Option<Option<Secret>> = None;
         let mut wake = tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -167,7 +156,7 @@ impl Controller {
                     }
                     Some(Err(err)) => tracing::warn!(
                         error = %err,
-                        secret = %self.config.secret,
+                        secret = %self.config.secret(),
                         "watching the TLS Secret (retrying with backoff)"
                     ),
                     None => {
@@ -188,8 +177,8 @@ impl Controller {
                         None => unix_now() + RESYNC_SECS,
                         Some(None) => {
                             tracing::error!(
-                                namespace = %self.config.namespace,
-                                secret = %self.config.secret,
+                                namespace = %self.config.namespace(),
+                                secret = %self.config.secret(),
                                 "the TLS Secret does not exist: apply the manifests, which ship \
                                  it empty (RBAC cannot let the webhook create it by name)"
                             );
@@ -216,7 +205,7 @@ impl Controller {
         let Some(Some(known)) = latest.as_ref() else {
             return;
         };
-        match self.secrets.get_opt(&self.config.secret).await {
+        match self.secrets.get_opt(self.config.secret()).await {
             Ok(Some(fresh))
                 if fresh.metadata.resource_version != known.metadata.resource_version =>
             {
@@ -243,7 +232,7 @@ impl Controller {
     async fn reconcile(&mut self, secret: &Secret) -> Result<Outcome, ()> {
         self.serve(secret);
         let observed = observe(secret);
-        let name = self.config.webhook_configuration.clone();
+        let name = self.config.webhook_configuration().to_owned();
         let name = name.as_str();
         // Without the configuration (missing, forbidden, API trouble) the Secret is still filled
         // or repaired, so that there is something to serve; every other step waits for it.
@@ -269,7 +258,7 @@ impl Controller {
             .is_some_and(|c| trusts(c, newest.as_ref()));
         let seen = self.seen(trusted.then_some(newest).flatten(), &observed);
         let now = unix_now();
-        let step = plan::next_step(&observed, seen, now, &self.config.settings, &self.provider)
+        let step = plan::next_step(&observed, seen, now, self.config.settings(), &self.provider)
             .map_err(|err| self.complain("cannot mint a certificate", &err))?;
         let (reason, contents, handles_rotation_request) = match step {
             Step::Wait { until } if configuration.is_none() => {
@@ -302,7 +291,7 @@ impl Controller {
                 annotations.insert(ROTATED_ANNOTATION.to_owned(), token);
             }
         }
-        let secret_name = &self.config.secret;
+        let secret_name = self.config.secret();
         match self
             .secrets
             .replace(secret_name, &PostParams::default(), &new)
@@ -341,7 +330,7 @@ impl Controller {
             return;
         };
         let now = unix_now();
-        let name = &self.config.settings.dns_names[0];
+        let name = &self.config.settings().dns_names[0];
         let bundles = bundles(configuration);
         let trusted = !bundles.is_empty()
             && bundles.iter().all(|bundle| {
@@ -430,14 +419,15 @@ impl Controller {
         let label = |key: &str| {
             std::path::PathBuf::from(format!(
                 "secret {}/{}: {key}",
-                self.config.namespace, self.config.secret
+                self.config.namespace(),
+                self.config.secret()
             ))
         };
         let labels = (label("tls.crt"), label("tls.key"));
         match tls::check_pem(source.clone(), (&labels.0, &labels.1), &self.provider) {
             Ok(cert) => {
                 tracing::info!(
-                    secret = %self.config.secret,
+                    secret = %self.config.secret(),
                     not_after = cert.not_after,
                     first = self.resolver.current().is_none(),
                     "serving certificate loaded"
@@ -471,7 +461,7 @@ impl Controller {
         if !usable || bundles(configuration).iter().all(|b| *b == bundle) {
             return Ok(None);
         }
-        let latest = match self.secrets.get(&self.config.secret).await {
+        let latest = match self.secrets.get(self.config.secret()).await {
             Ok(latest) => latest,
             Err(err) => {
                 self.complain("cannot re-read the TLS Secret", &err);
@@ -485,7 +475,7 @@ impl Controller {
         let Some(patch) = bundle_patch(configuration, &bundle) else {
             return Ok(None);
         };
-        let name = &self.config.webhook_configuration;
+        let name = self.config.webhook_configuration();
         match self
             .configurations
             .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
