@@ -9,6 +9,7 @@ pub mod config;
 pub mod inject;
 pub mod metrics;
 pub mod mutate;
+pub mod readiness;
 pub mod selfsigned;
 pub mod server;
 pub mod tls;

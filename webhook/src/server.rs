@@ -7,7 +7,6 @@
 //! signal stops at once.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,9 @@ use tracing::Instrument;
 use crate::admission::{self, ReviewResult};
 use crate::config::InjectionConfig;
 use crate::metrics::{AdmissionLabels, Metrics};
+use crate::readiness::{NotReady, Readiness};
 use crate::selfsigned::{self, TlsSecretConfig};
-use crate::tls::{self, CertResolver, PairPaths, Reloader};
+use crate::tls::{self, CertResolver, PairPaths, Reloader, Serving};
 
 /// The largest AdmissionReview body accepted: 4 MiB. etcd stores objects of at most 1.5 MiB by
 /// default, so a real review of a Pod CREATE fits with room to spare; larger bodies get 413.
@@ -66,8 +66,8 @@ pub enum TlsSource {
 struct State {
     injection: InjectionConfig,
     metrics: Arc<Metrics>,
-    resolver: Arc<CertResolver>,
-    draining: AtomicBool,
+    /// Every reason not to be ready: `/readyz` reads only this.
+    readiness: Arc<Readiness>,
     request_timeout: Duration,
 }
 
@@ -86,26 +86,25 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         request_timeout,
         shutdown_timeout,
     } = config;
-    let metrics = Arc::new(Metrics::new());
-    let resolver = Arc::new(CertResolver::default());
+    let serving = Serving {
+        resolver: Arc::new(CertResolver::default()),
+        readiness: Arc::new(Readiness::new()),
+        metrics: Arc::new(Metrics::new()),
+    };
+    let resolver = Arc::clone(&serving.resolver);
+    let state = web::Data::new(State {
+        injection,
+        metrics: Arc::clone(&serving.metrics),
+        readiness: Arc::clone(&serving.readiness),
+        request_timeout,
+    });
     let _reloader = match tls {
-        TlsSource::Files(paths) => Some(Reloader::start(
-            paths,
-            Arc::clone(&resolver),
-            Arc::clone(&metrics),
-        )?),
+        TlsSource::Files(paths) => Some(Reloader::start(paths, serving)?),
         TlsSource::Secret(secret) => {
-            selfsigned::start(secret, Arc::clone(&resolver), Arc::clone(&metrics))?;
+            selfsigned::start(secret, serving)?;
             None
         }
     };
-    let state = web::Data::new(State {
-        injection,
-        metrics,
-        resolver: Arc::clone(&resolver),
-        draining: AtomicBool::new(false),
-        request_timeout,
-    });
 
     let listener = bind(listen, "--listen")?;
     let admin_listener = bind(metrics_listen, "--metrics-listen")?;
@@ -172,7 +171,7 @@ async fn stop_on_signal(state: web::Data<State>, https: actix_web::dev::ServerHa
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    state.draining.store(true, Ordering::SeqCst);
+    state.readiness.set(NotReady::Draining, true);
     tracing::info!(
         signal = name,
         "stopping: not ready, finishing in-flight requests"
@@ -316,17 +315,13 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok\n")
 }
 
-/// `GET /readyz`: a certificate is loaded and we are not stopping.
+/// `GET /readyz`: 200 when no reason not to be ready holds, else 503 naming the first.
 async fn readyz(state: web::Data<State>) -> HttpResponse {
-    if state.draining.load(Ordering::SeqCst) {
-        HttpResponse::ServiceUnavailable().body("stopping\n")
-    } else if !state.resolver.is_loaded() {
-        HttpResponse::ServiceUnavailable().body("no serving certificate loaded yet\n")
-    } else if state.resolver.is_untrusted() {
-        HttpResponse::ServiceUnavailable()
-            .body("the webhook configuration's caBundle does not trust the serving certificate\n")
-    } else {
-        HttpResponse::Ok().body("ok\n")
+    match state.readiness.not_ready() {
+        None => HttpResponse::Ok().body("ok\n"),
+        Some(reason) => {
+            HttpResponse::ServiceUnavailable().body(format!("{}\n", reason.explanation()))
+        }
     }
 }
 

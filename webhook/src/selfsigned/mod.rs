@@ -29,8 +29,8 @@ use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Api, Client};
 use rustls_pki_types::CertificateDer;
 
-use crate::metrics::Metrics;
-use crate::tls::{self, CertResolver};
+use crate::readiness::NotReady;
+use crate::tls::{self, PairLoader, PairOrigin, Serving};
 pub use config::TlsSecretConfig;
 use plan::{Observed, Reason, Step};
 
@@ -59,11 +59,7 @@ const RETRY_SECS: i64 = 5;
 /// the controller on its own thread. Without credentials it fails at start, visibly; an API server
 /// that cannot be reached yet is retried with backoff (and the server stays unready until a pair
 /// is loaded).
-pub fn start(
-    config: TlsSecretConfig,
-    resolver: Arc<CertResolver>,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<()> {
+pub fn start(config: TlsSecretConfig, serving: Serving) -> anyhow::Result<()> {
     // Its own thread and runtime: the caller may be inside one (actix's), where blocking on
     // another is refused; the connection's outcome comes back over a channel.
     let (connected_tx, connected_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
@@ -91,11 +87,16 @@ pub fn start(
             let controller = Controller {
                 secrets: Api::namespaced(client.clone(), config.namespace()),
                 configurations: Api::all(client),
+                loader: PairLoader::new(
+                    PairOrigin::Secret {
+                        namespace: config.namespace().to_owned(),
+                        name: config.secret().to_owned(),
+                    },
+                    serving.clone(),
+                ),
                 config,
-                resolver,
-                metrics,
+                serving,
                 provider: tls::provider(),
-                last_refused: None,
                 trust_seen: None,
                 leaf_seen: None,
                 last_complaint: None,
@@ -113,10 +114,10 @@ struct Controller {
     secrets: Api<Secret>,
     configurations: Api<MutatingWebhookConfiguration>,
     config: TlsSecretConfig,
-    resolver: Arc<CertResolver>,
-    metrics: Arc<Metrics>,
+    serving: Serving,
+    /// Serves the Secret's pair.
+    loader: PairLoader,
     provider: Arc<rustls::crypto::CryptoProvider>,
-    last_refused: Option<(Vec<u8>, Vec<u8>)>,
     /// Since when the configuration has trusted this CA (the newest), as this replica saw it.
     trust_seen: Option<(CertificateDer<'static>, Instant)>,
     /// Since when the Secret has held this serving certificate, as this replica saw it.
@@ -303,7 +304,7 @@ impl Controller {
                     secret = %secret_name,
                     "TLS Secret written"
                 );
-                self.metrics.tls_secret_written(reason.as_str());
+                self.serving.metrics.tls_secret_written(reason.as_str());
                 Ok(Outcome::Written(Box::new(written)))
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -323,7 +324,7 @@ impl Controller {
     /// Marks the server unready while the configuration does not trust the pair it serves (a
     /// replica that missed the Secret's updates would fail every call the API server sends it).
     fn check_served_is_trusted(&mut self, configuration: &MutatingWebhookConfiguration) {
-        let Some(served) = self.resolver.current() else {
+        let Some(served) = self.serving.resolver.current() else {
             return;
         };
         let Some(leaf) = served.key.cert.first() else {
@@ -337,7 +338,8 @@ impl Controller {
                 pki::verified_der_by(&pki::parse_bundle(bundle), leaf, name, now, &self.provider)
                     .is_some()
             });
-        if trusted == self.resolver.is_untrusted() {
+        let was_untrusted = self.serving.readiness.set(NotReady::Untrusted, !trusted);
+        if trusted == was_untrusted {
             if trusted {
                 tracing::info!("the caBundle trusts the serving certificate: ready");
             } else {
@@ -346,7 +348,6 @@ impl Controller {
                 );
             }
         }
-        self.resolver.set_untrusted(!trusted);
     }
 
     /// Logs a failure as a warning the first time, and at debug level while it repeats (the
@@ -407,40 +408,8 @@ impl Controller {
                 .unwrap_or_default()
         };
         let source = (field("tls.crt"), field("tls.key"));
-        if source.0.is_empty()
-            || self.last_refused.as_ref() == Some(&source)
-            || self
-                .resolver
-                .current()
-                .is_some_and(|c| c.is_from(&source.0, &source.1))
-        {
-            return;
-        }
-        let label = |key: &str| {
-            std::path::PathBuf::from(format!(
-                "secret {}/{}: {key}",
-                self.config.namespace(),
-                self.config.secret()
-            ))
-        };
-        let labels = (label("tls.crt"), label("tls.key"));
-        match tls::check_pem(source.clone(), (&labels.0, &labels.1), &self.provider) {
-            Ok(cert) => {
-                tracing::info!(
-                    secret = %self.config.secret(),
-                    not_after = cert.not_after,
-                    first = self.resolver.current().is_none(),
-                    "serving certificate loaded"
-                );
-                self.metrics.tls_loaded(cert.not_after);
-                self.resolver.set(cert);
-                self.last_refused = None;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, keeping_previous = self.resolver.is_loaded(), "TLS Secret's serving pair refused");
-                self.metrics.tls_refused();
-                self.last_refused = Some(source);
-            }
+        if !source.0.is_empty() {
+            self.loader.offer(source);
         }
     }
 

@@ -3,13 +3,17 @@
 //! (a Kubernetes Secret volume swaps its `..data` symlink; cert-manager rewrites the files). A bad
 //! new pair is refused with a log line and the pair in use is kept. Connections already
 //! established are never touched: rustls asks the resolver only during a handshake.
+//!
+//! Files and a `--tls-secret` Secret ([`crate::selfsigned`]) both hand their PEM bytes to one
+//! [`PairLoader`], so that a pair is checked, logged, counted and swapped in one way.
+
+mod load;
+mod reload;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use notify::{RecursiveMode, Watcher};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -17,11 +21,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 
-/// How long the watcher waits for a burst of file events to settle before reloading.
-const SETTLE: Duration = Duration::from_millis(150);
-/// A re-check even without events, in case one was missed (e.g. a watched directory replaced).
-const RECHECK: Duration = Duration::from_secs(60);
+pub use load::{PairLoader, PairOrigin};
+pub use reload::Reloader;
 
 /// Why a certificate/key pair cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +126,10 @@ pub fn load_pair(
         cert: cert_path.to_owned(),
         key: key_path.to_owned(),
     };
-    check_pair(read_pair(&paths)?, &paths, provider)
+    check_pem(read_pair(&paths)?, (cert_path, key_path), provider)
 }
 
+/// The PEM bytes of the certificate file and the key file.
 fn read_pair(paths: &PairPaths) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
@@ -134,14 +138,6 @@ fn read_pair(paths: &PairPaths) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         })
     };
     Ok((read(&paths.cert)?, read(&paths.key)?))
-}
-
-fn check_pair(
-    source: (Vec<u8>, Vec<u8>),
-    paths: &PairPaths,
-    provider: &CryptoProvider,
-) -> Result<ServingCert, TlsError> {
-    check_pem(source, (&paths.cert, &paths.key), provider)
 }
 
 /// Checks a PEM certificate chain and key held in memory; `labels` name them in errors (a file,
@@ -211,27 +207,12 @@ fn unix_now() -> i64 {
 #[derive(Debug, Default)]
 pub struct CertResolver {
     current: RwLock<Option<ServingCert>>,
-    /// Set when the webhook configuration's `caBundle` is known not to trust the pair served
-    /// (`--tls-secret` checks it): the server is then not ready, so that the API server calls
-    /// replicas it trusts.
-    untrusted: std::sync::atomic::AtomicBool,
 }
 
 impl CertResolver {
-    /// Whether a certificate is loaded (readiness).
+    /// Whether a certificate is loaded.
     pub fn is_loaded(&self) -> bool {
         self.read().is_some()
-    }
-
-    /// Whether the pair served is known not to be trusted by the `caBundle`.
-    pub fn is_untrusted(&self) -> bool {
-        self.untrusted.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Records whether the `caBundle` trusts the pair served.
-    pub fn set_untrusted(&self, untrusted: bool) {
-        self.untrusted
-            .store(untrusted, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The pair in use.
@@ -267,12 +248,6 @@ pub fn server_config(resolver: Arc<CertResolver>) -> anyhow::Result<rustls::Serv
     Ok(config)
 }
 
-/// Loads the pair and keeps it current: the watch lasts as long as the returned value.
-#[derive(Debug)]
-pub struct Reloader {
-    _watcher: notify::RecommendedWatcher,
-}
-
 /// The files of the serving pair.
 #[derive(Debug, Clone)]
 pub struct PairPaths {
@@ -282,122 +257,14 @@ pub struct PairPaths {
     pub key: PathBuf,
 }
 
-impl Reloader {
-    /// Tries a first load (a failure is logged, and the server stays unready until a valid pair
-    /// appears) and starts watching the files' directories.
-    pub fn start(
-        paths: PairPaths,
-        resolver: Arc<CertResolver>,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, TlsError> {
-        let mut reloader = Reload {
-            paths: paths.clone(),
-            resolver,
-            metrics,
-            provider: provider(),
-            last_refused: None,
-        };
-        reloader.run();
-        let (tx, rx) = mpsc::channel::<()>();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = tx.send(());
-                }
-            })
-            .map_err(|e| TlsError::Watch {
-                path: paths.cert.clone(),
-                message: e.to_string(),
-            })?;
-        let mut dirs = vec![parent(&paths.cert), parent(&paths.key)];
-        dirs.dedup();
-        for dir in &dirs {
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| TlsError::Watch {
-                    path: dir.clone(),
-                    message: e.to_string(),
-                })?;
-        }
-        std::thread::Builder::new()
-            .name("tls-reload".into())
-            .spawn(move || watch_loop(&rx, &mut reloader))
-            .map_err(|e| TlsError::Watch {
-                path: dirs[0].clone(),
-                message: format!("cannot start the reload thread: {e}"),
-            })?;
-        Ok(Self { _watcher: watcher })
-    }
-}
-
-fn parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Ends when the watcher (the sender) is dropped.
-fn watch_loop(rx: &mpsc::Receiver<()>, reloader: &mut Reload) {
-    loop {
-        match rx.recv_timeout(RECHECK) {
-            Ok(()) => {
-                // Let a burst (several files, a symlink swap) settle, then reload once.
-                std::thread::sleep(SETTLE);
-                while rx.try_recv().is_ok() {}
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-        reloader.run();
-    }
-}
-
-/// One reload step's state: what to read, where to put it, and the last refused content (so a
-/// bad pair left in place is refused, logged and counted once, not at every re-check).
-struct Reload {
-    paths: PairPaths,
-    resolver: Arc<CertResolver>,
-    metrics: Arc<Metrics>,
-    provider: Arc<CryptoProvider>,
-    last_refused: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl Reload {
-    /// Loads the pair if it changed; swaps it in if it is valid, else keeps the old one.
-    fn run(&mut self) {
-        let current = self.resolver.current();
-        let checked = read_pair(&self.paths).and_then(|source| {
-            let known = current.as_ref().is_some_and(|c| c.source == source)
-                || self.last_refused.as_ref() == Some(&source);
-            if known {
-                return Ok(None);
-            }
-            check_pair(source.clone(), &self.paths, &self.provider)
-                .map(Some)
-                .inspect_err(|_| self.last_refused = Some(source))
-        });
-        match checked {
-            Ok(None) => {}
-            Ok(Some(new)) => {
-                tracing::info!(
-                    cert = %self.paths.cert.display(),
-                    not_after = new.not_after,
-                    first = current.is_none(),
-                    "serving certificate loaded"
-                );
-                self.metrics.tls_loaded(new.not_after);
-                self.resolver.set(new);
-                self.last_refused = None;
-            }
-            Err(err) => {
-                tracing::error!(
-                    error = %err,
-                    keeping_previous = current.is_some(),
-                    "new serving certificate refused"
-                );
-                self.metrics.tls_refused();
-            }
-        }
-    }
+/// What a source of serving pairs feeds: the resolver handshakes read, the server's readiness,
+/// and the metrics.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    /// Serves the pair loaded.
+    pub resolver: Arc<CertResolver>,
+    /// Not ready until a pair is loaded (and, with `--tls-secret`, while it is not trusted).
+    pub readiness: Arc<Readiness>,
+    /// `deputy_tls_*`.
+    pub metrics: Arc<Metrics>,
 }
