@@ -196,7 +196,8 @@ fn not_after(leaf: &CertificateDer<'_>) -> Result<i64, String> {
     Ok(cert.validity().not_after.timestamp())
 }
 
-fn unix_now() -> i64 {
+/// Seconds since the epoch on this machine's clock (0 before 1970).
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
