@@ -3,6 +3,8 @@
 //! JSON and configuration in, JSON Patch, warnings and a reason out. The server, the offline
 //! command and the tests share it.
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod cli;
 pub mod config;

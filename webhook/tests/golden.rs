@@ -9,6 +9,7 @@ use deputy_webhook::config::InjectionConfig;
 use deputy_webhook::mutate::{mutate_pod, Outcome, PodContext, SkipReason};
 use serde_json::{json, Value};
 
+/// The settings every golden case was recorded with.
 pub fn test_config() -> InjectionConfig {
     InjectionConfig {
         agent_image: "registry.example/deputy-agent:test".into(),
