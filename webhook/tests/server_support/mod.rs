@@ -30,6 +30,20 @@ pub fn poll<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
+/// A server started on a Secret volume holding a certificate named `first`, and ready.
+pub fn started() -> (Ca, SecretVolume, Server) {
+    started_with(&[])
+}
+
+/// [`started`], with `extra` arguments to `serve`.
+pub fn started_with(extra: &[&str]) -> (Ca, SecretVolume, Server) {
+    let ca = Ca::new();
+    let certs = SecretVolume::new(&ca.leaf("first"));
+    let server = Server::start(&ca, &certs, extra);
+    server.wait_ready();
+    (ca, certs, server)
+}
+
 /// A test certificate authority.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
