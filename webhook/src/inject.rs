@@ -9,7 +9,7 @@
 //! written unless the whole input was read and processed: output is buffered, so a bad document
 //! leaves stdout empty.
 //!
-//! Every document is written back from its parsed form ([`crate::yaml`]): key order is kept,
+//! Every document is written back from its parsed form ([`deputy_yaml`]): key order is kept,
 //! comments and flow style are not, anchors and `<<` merges are expanded, empty documents are
 //! dropped, and YAML 1.1 plain scalars come out typed as kubectl read them (`defaultMode: 0400`
 //! becomes `256`, `enabled: on` becomes `true`) with every ambiguous string quoted — so the
