@@ -229,6 +229,17 @@ pub fn relay_in_node(tool: &Path, addr: &str) -> Command {
     relay
 }
 
+/// A TLS client (TLS 1.2 and 1.3, ring) that trusts `roots` alone and sends no certificate.
+pub fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("rustls's default protocol versions")?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
 /// The certificate a TLS server presents to a new handshake, verified against `ca_pem` alone
 /// for `server_name` (also sent as SNI). The TCP connection is the standard input and output of
 /// `relay`, which must end within seconds when the server is silent (`deputy-e2e-tool relay`
@@ -241,13 +252,7 @@ pub fn served_certificate(relay: Command, server_name: &str, ca_pem: &str) -> Re
             Certificate::from_pem(ca_pem.as_bytes()).0,
         ))
         .context("the CA is a certificate rustls accepts as a root")?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("rustls's default protocol versions")?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = client_config(roots)?;
     let name = ServerName::try_from(server_name.to_owned())
         .with_context(|| format!("{server_name:?} is not a DNS name"))?;
     let mut tls = rustls::ClientConnection::new(Arc::new(config), name)

@@ -9,8 +9,8 @@ use deputy_e2e::figures;
 use deputy_e2e::pods::{dry_run, pod, sh};
 use deputy_e2e::test_webhook;
 use deputy_e2e::{
-    node, poll, read_events, uptime, wait_gone, wait_running, Node, TestNamespace, BUSYBOX,
-    K8S_VERSION, MINUTE, TOOL,
+    k8s_version, node, poll, read_events, uptime, wait_gone, wait_running, Node, TestNamespace,
+    BUSYBOX, MINUTE, TOOL,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod, Service};
@@ -32,7 +32,7 @@ async fn api_server_is_ready_and_the_node_is_ready() {
     );
 
     let version = node.client.apiserver_version().await.expect("GET /version");
-    assert_eq!(version.git_version, K8S_VERSION);
+    assert_eq!(version.git_version, k8s_version());
 
     let nodes = Api::<KubeNode>::all(node.client.clone())
         .list(&ListParams::default())
@@ -49,7 +49,7 @@ async fn api_server_is_ready_and_the_node_is_ready() {
         .expect("a Ready condition");
     assert_eq!(ready.status, "True", "node Ready: {ready:?}");
     let info = status.node_info.unwrap();
-    assert_eq!(info.kubelet_version, K8S_VERSION);
+    assert_eq!(info.kubelet_version, k8s_version());
     assert!(
         info.container_runtime_version.starts_with("containerd://"),
         "{}",
@@ -134,23 +134,62 @@ async fn busybox_pod_runs_with_logs_exec_and_a_service_account_token() {
         .unwrap();
     assert_eq!(mounted_ns, ns.name);
 
-    // The token is valid: the API server, reached through the kubernetes Service, accepts it
-    // (system:discovery lets any authenticated user read /version; anonymous is refused a list).
-    let script = format!(
-        "wget -qO- --no-check-certificate --header \"Authorization: Bearer $(cat {dir}/token)\" \
-         https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/{}/pods/bb \
-         2>&1 || true; echo; wget -qO- --no-check-certificate \
-         https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/version",
-        ns.name
+    // The token is valid: the API server, reached through the kubernetes Service and verified
+    // against the mounted CA, accepts it (system:discovery lets any authenticated user read
+    // /version; anonymous is refused a list). The client is the tool image's rustls, in a
+    // one-shot Pod: busybox's wget offers TLS 1.2 with SHA-1 signatures only, which API servers
+    // built with Go ≥ 1.25 (Kubernetes ≥ 1.35) refuse.
+    let service = Api::<Service>::namespaced(node.client.clone(), "default")
+        .get("kubernetes")
+        .await
+        .expect("the kubernetes Service");
+    let api = format!(
+        "{}:443",
+        service
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .expect("a ClusterIP")
     );
-    let out = node
-        .kubectl_ok(&["-n", &ns.name, "exec", "bb", "--", "sh", "-c", &script])
-        .unwrap();
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let get = |name: &str, path: String, token: bool| {
+        let mut args = vec![
+            "https-get".to_owned(),
+            api.clone(),
+            path,
+            format!("{sa}/ca.crt"),
+        ];
+        if token {
+            args.push(format!("{sa}/token"));
+        }
+        json!({"name": name, "image": TOOL, "imagePullPolicy": "Never", "args": args})
+    };
+    let client = pod(json!({
+        "metadata": {"name": "api-client"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [
+            get("as-sa", format!("/api/v1/namespaces/{}/pods/bb", ns.name), true),
+            get("anonymous", "/version".into(), false)]}
+    }));
+    pods.create(&PostParams::default(), &client)
+        .await
+        .expect("create the API client Pod");
+    poll("the API client Pod to finish", MINUTE, || async {
+        let phase = pods.get("api-client").await?.status.and_then(|s| s.phase);
+        Ok(matches!(phase.as_deref(), Some("Succeeded") | Some("Failed")).then_some(()))
+    })
+    .await
+    .expect("the API client Pod finishes");
+    let mut out = String::new();
+    for c in ["as-sa", "anonymous"] {
+        out += &node
+            .kubectl_ok(&["-n", &ns.name, "logs", "api-client", "-c", c])
+            .expect("the API client's log");
+        out.push('\n');
+    }
     // The default ServiceAccount may not read Pods: a 403 proves the token authenticated
     // (an invalid token gets a 401).
     assert!(out.contains("403"), "authenticated but forbidden: {out}");
     assert!(
-        out.contains(K8S_VERSION),
+        out.contains(&k8s_version()),
         "version through the Service: {out}"
     );
 }

@@ -13,7 +13,11 @@
 //! * `cat PATH`: prints a file;
 //! * `relay IP:PORT`: connects to IP:PORT over TCP and copies its standard input to the
 //!   connection and the connection to its standard output, until the peer closes it or is silent
-//!   for 10 s (the suite's TLS probe runs it inside the node's network namespace).
+//!   for 10 s (the suite's TLS probe runs it inside the node's network namespace);
+//! * `https-get HOST:PORT PATH CA_FILE [TOKEN_FILE]`: one HTTPS GET (TLS 1.2 or 1.3, the server
+//!   verified against CA_FILE alone for HOST, with `Authorization: Bearer` from TOKEN_FILE), printing
+//!   the status code and the body. busybox's wget cannot do this against Kubernetes ≥ 1.35: its TLS
+//!   1.2 client offers only SHA-1 signatures, which Go (since 1.25) refuses.
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error.
 
@@ -38,11 +42,18 @@ fn main() -> ExitCode {
         Some("write-file") if args.len() == 2 => write_file(&args[1]),
         Some("cat") if args.len() == 2 => cat(&args[1]),
         Some("relay") if args.len() == 2 => relay(&args[1]),
+        Some("https-get") if (4..=5).contains(&args.len()) => https_get(
+            &args[1],
+            &args[2],
+            &args[3],
+            args.get(4).map(String::as_str),
+        ),
         _ => {
             eprintln!(
                 "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] \
                  [--add-container NAME=IMAGE] | bind-unix PATH \
-                 | connect-unix PATH | write-file PATH | cat PATH | relay IP:PORT"
+                 | connect-unix PATH | write-file PATH | cat PATH | relay IP:PORT \
+                 | https-get HOST:PORT PATH CA_FILE [TOKEN_FILE]"
             );
             return ExitCode::from(2);
         }
@@ -237,4 +248,54 @@ fn relay(addr: &str) -> Result<()> {
             .context("write to standard output")?;
         out.flush().context("flush standard output")?;
     }
+}
+
+fn https_get(addr: &str, path: &str, ca_file: &str, token_file: Option<&str>) -> Result<()> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let (host, _) = addr.rsplit_once(':').context("https-get takes HOST:PORT")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).with_context(|| format!("read {ca_file}"))? {
+        roots
+            .add(cert.with_context(|| format!("a certificate in {ca_file}"))?)
+            .with_context(|| format!("{ca_file} holds a certificate rustls accepts as a root"))?;
+    }
+    let config = deputy_e2e::tls::client_config(roots)?;
+    let name = ServerName::try_from(host.to_owned())
+        .with_context(|| format!("{host:?} is neither an IP address nor a DNS name"))?;
+    let tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .context("a rustls client connection")?;
+    let timeout = Duration::from_secs(10);
+    let tcp = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .with_context(|| format!("resolve {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))?;
+    let tcp =
+        TcpStream::connect_timeout(&tcp, timeout).with_context(|| format!("connect({addr})"))?;
+    tcp.set_read_timeout(Some(timeout))
+        .context("set the read timeout")?;
+    let mut stream = rustls::StreamOwned::new(tls, tcp);
+    let auth = match token_file {
+        Some(f) => {
+            let token = std::fs::read_to_string(f).with_context(|| format!("read {f}"))?;
+            format!("Authorization: Bearer {}\r\n", token.trim())
+        }
+        None => String::new(),
+    };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .with_context(|| format!("send the request to {addr} (TLS)"))?;
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => {}
+        // A server that closes without close_notify still sent a whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e).with_context(|| format!("read the response from {addr}")),
+    }
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("?");
+    println!("{status} {body}");
+    Ok(())
 }
