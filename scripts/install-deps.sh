@@ -3,7 +3,8 @@
 # - netcat-openbsd: the K8sDeputy.jl shim's client (`nc -U`), the benchmark's peer and the README's
 #   shell example.
 # - util-linux: unshare and setpriv for the PID-namespace and mount-namespace tests.
-# - openssl: the e2e suite checks which certificate a webhook Pod serves to a new handshake.
+# - openssl: the e2e harness writes the node's PKI with it.
+# - shellcheck: `make lint` checks every shell script with it.
 # - python3 is on the machine already (the README's Python example is tested with it).
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ command -v nc >/dev/null 2>&1 && nc -h 2>&1 | grep -q -- '-U' || need+=(netcat-o
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

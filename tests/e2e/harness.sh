@@ -24,11 +24,7 @@ set -euo pipefail
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-K8S_VERSION=v1.34.4
-ETCD_VERSION=v3.6.4
 CACHE_DIR=${E2E_CACHE_DIR:-$HOME/.cache/k8s-deputy}
-K8S_BIN=$CACHE_DIR/k8s-$K8S_VERSION
-ETCD_BIN=$CACHE_DIR/etcd-$ETCD_VERSION
 # cert-manager: the version its wrapper module requires (tests/e2e/cert-manager/go.mod).
 CM_VERSION=$(awk '$1 == "github.com/cert-manager/cert-manager" {print $2}' "$E2E_DIR/cert-manager/go.mod")
 CM_BIN=$CACHE_DIR/cert-manager-$CM_VERSION
@@ -65,9 +61,13 @@ KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_
 	kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
 # Host paths outside $STATE that the daemons create; removed at down when up created them.
 # (/var/lib/kubelet: the device-plugin socket ignores --root-dir; /run/mount: libmount's utab,
-# made by the first mount or umount; /run/netns: ip netns, a mount point of its own.)
-HOST_PATHS=(/var/log/containers /var/lib/cni /var/lib/kubelet /run/containerd /opt/containerd /run/netns /run/mount)
-APT_PACKAGES=(containerd runc containernetworking-plugins busybox-static iptables conntrack jq curl openssl iproute2 util-linux gcc libc6-dev binutils)
+# made by the first mount or umount; /run/netns: ip netns, a mount point of its own; /run/nri:
+# containerd 2's NRI socket directory.)
+HOST_PATHS=(/var/log/containers /var/lib/cni /var/lib/kubelet /run/containerd /opt/containerd /run/netns /run/mount /run/nri)
+APT_PACKAGES=(busybox-static iptables conntrack jq curl openssl iproute2 util-linux gcc libc6-dev binutils)
+# What a lane's runtime needs from Debian: its packages, or what building runc takes.
+APT_RUNTIME_DEBIAN=(containerd runc containernetworking-plugins)
+APT_RUNTIME_BUILD=(libseccomp-dev pkg-config)
 
 PKI=$STATE/pki
 LOGS=$STATE/logs
@@ -85,8 +85,24 @@ die() {
 	exit 1
 }
 
+# shellcheck source=lib/lanes.sh
+source "$E2E_DIR/lib/lanes.sh"
 # shellcheck source=lib/build.sh
 source "$E2E_DIR/lib/build.sh"
+
+# The lane: the one a running node records, else E2E_LANE, else the default. A node of another
+# lane than E2E_LANE asks for is an error for up and test (bring it down first).
+RUNNING_LANE=
+[[ -f $STATE/lane ]] && RUNNING_LANE=$(cat "$STATE/lane")
+select_lane "${E2E_LANE:-${RUNNING_LANE:-}}"
+if [[ -n $RUNNING_LANE && $RUNNING_LANE != "$LANE" ]]; then
+	case ${1:-} in
+	up | test)
+		die "a node of lane $RUNNING_LANE runs, but E2E_LANE=$LANE; run 'harness.sh down' first"
+		;;
+	*) select_lane "$RUNNING_LANE" ;;
+	esac
+fi
 
 # ---------------------------------------------------------------- prerequisites
 
@@ -94,8 +110,9 @@ source "$E2E_DIR/lib/build.sh"
 ensure_prereqs() {
 	[[ $(id -u) == 0 ]] || die "the e2e node needs root (it creates a network namespace, cgroups and mounts); missing: root"
 	command -v go >/dev/null || die "missing: Go (>= 1.26) on PATH, needed to build Kubernetes $K8S_VERSION and cert-manager from their modules"
-	local need=() p
-	for p in "${APT_PACKAGES[@]}"; do
+	local need=() p pkgs=("${APT_PACKAGES[@]}")
+	if [[ $CONTAINERD_VERSION == debian ]]; then pkgs+=("${APT_RUNTIME_DEBIAN[@]}"); else pkgs+=("${APT_RUNTIME_BUILD[@]}"); fi
+	for p in "${pkgs[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 	done
 	if [[ ${#need[@]} -gt 0 ]]; then
@@ -113,11 +130,18 @@ ensure_prereqs() {
 		[[ $rc == 0 ]] || die "apt-get install ${need[*]} failed"
 	fi
 	local c
-	for c in containerd containerd-shim-runc-v2 runc ctr iptables nsenter setsid ip jq curl openssl gcc; do
+	for c in iptables nsenter setsid ip jq curl openssl gcc; do
 		command -v "$c" >/dev/null || die "missing: $c"
 	done
-	[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] ||
-		die "missing: CNI plugins in /usr/lib/cni (Debian containernetworking-plugins)"
+	if [[ $CONTAINERD_VERSION == debian ]]; then
+		for c in containerd containerd-shim-runc-v2 ctr runc; do
+			command -v "$c" >/dev/null || die "missing: $c (Debian containerd, runc)"
+		done
+		[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/loopback ]] ||
+			die "missing: CNI plugins in /usr/lib/cni (Debian containernetworking-plugins)"
+	else
+		pkg-config --exists libseccomp || die "missing: libseccomp's pkg-config file (Debian libseccomp-dev), needed to build runc $RUNC_VERSION"
+	fi
 	[[ -x /bin/busybox ]] || die "missing: /bin/busybox (Debian busybox-static)"
 	[[ -f /usr/lib/x86_64-linux-gnu/libc.a ]] || die "missing: static glibc (Debian libc6-dev) to build the pause binary"
 	[[ $(stat -fc %T /sys/fs/cgroup) == tmpfs ]] ||
@@ -166,7 +190,7 @@ make_image() {
 }
 
 import_image() {
-	ctr --address "$CTRD_SOCK" -n k8s.io images import --platform linux/amd64 --snapshotter overlayfs "$1" >>"$LOGS/ctr-import.log" 2>&1 ||
+	"$CTRD_BIN/ctr" --address "$CTRD_SOCK" -n k8s.io images import --platform linux/amd64 --snapshotter overlayfs "$1" >>"$LOGS/ctr-import.log" 2>&1 ||
 		die "ctr images import $1 failed (see $LOGS/ctr-import.log)"
 }
 
@@ -299,6 +323,75 @@ write_pki() {
 	for c in kubelet kube-controller-manager kube-scheduler kube-proxy; do kubeconfig "$STATE/$c.kubeconfig" "$c"; done
 }
 
+# write_containerd_config: the lane's containerd configuration on stdout: format version 2 for
+# containerd 1.x, version 3 (the CRI plugin split in images and runtime) for 2.x.
+write_containerd_config() {
+	# This VM gives root no CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below its own;
+	# restrict_oom_score_adj clamps the kubelet's negative scores (sandboxes ask for -998)
+	# instead of failing. Pods get the cgroupfs driver: there is no systemd.
+	local rt='"io.containerd.grpc.v1.cri"' img='' version=2
+	local cni_dirs="bin_dir = \"$CNI_BIN\"" sandbox='sandbox_image = "localhost/pause:e2e"'
+	local snapshotter='snapshotter = "overlayfs"'
+	if [[ $CONTAINERD_VERSION != debian && $CONTAINERD_VERSION != v1.* ]]; then
+		# In version 3 the sandbox image and the snapshotter are image settings (below).
+		version=3 rt="'io.containerd.cri.v1.runtime'" img="'io.containerd.cri.v1.images'"
+		cni_dirs="bin_dirs = [\"$CNI_BIN\"]" sandbox='' snapshotter=''
+	fi
+	cat <<EOF
+version = $version
+root = "$CTRD/root"
+state = "$CTRD/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "$CTRD_SOCK"
+[ttrpc]
+  address = "$CTRD_SOCK.ttrpc"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CTRD/opt"
+[plugins.$rt]
+  $sandbox
+  tolerate_missing_hugetlb_controller = true
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  [plugins.$rt.containerd]
+    default_runtime_name = "runc"
+    $snapshotter
+    [plugins.$rt.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.$rt.containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "$RUNC"
+        Root = "$CTRD/runc"
+  [plugins.$rt.cni]
+    $cni_dirs
+    conf_dir = "$STATE/cni/net.d"
+EOF
+	[[ -z $img ]] || cat <<EOF
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+[plugins.$img]
+  snapshotter = "overlayfs"
+  [plugins.$img.pinned_images]
+    sandbox = "localhost/pause:e2e"
+EOF
+}
+
+# kubelet_cgroup_v1_option: on a cgroup v1 host, the KubeletConfiguration line that lets a
+# kubelet of 1.35 or later start (failCgroupV1 defaults to true there; the field exists since
+# 1.31); nothing on a cgroup v2 host.
+kubelet_cgroup_v1_option() {
+	if [[ $(stat -fc %T /sys/fs/cgroup) != cgroup2fs ]] && ((K8S_MINOR >= 31)); then
+		echo "failCgroupV1: false"
+	fi
+}
+
+# node_port_addresses: where kube-proxy opens NodePorts: the node's primary IPs, which kube-proxy
+# of 1.30 cannot name (`primary` fails its validation: "must be a valid CIDR"), so there the
+# node's address as a CIDR.
+node_port_addresses() {
+	if ((K8S_MINOR >= 31)); then echo primary; else echo "$NODE_IP/32"; fi
+}
+
 write_configs() {
 	mkdir -p "$STATE/cni/net.d" "$STATE/etc"
 	cat >"$STATE/cni/net.d/10-e2e.conflist" <<EOF
@@ -322,36 +415,7 @@ write_configs() {
   ]
 }
 EOF
-	cat >"$STATE/etc/containerd.toml" <<EOF
-version = 2
-root = "$CTRD/root"
-state = "$CTRD/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
-[grpc]
-  address = "$CTRD_SOCK"
-[ttrpc]
-  address = "$CTRD_SOCK.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$CTRD/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "localhost/pause:e2e"
-  tolerate_missing_hugetlb_controller = true
-  # This VM gives root no CAP_SYS_RESOURCE, so nothing may lower oom_score_adj below its
-  # own; clamp the kubelet's negative scores (sandboxes ask for -998) instead of failing.
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "$CTRD/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$STATE/cni/net.d"
-EOF
+	write_containerd_config >"$STATE/etc/containerd.toml"
 	# Pods get a resolver that answers nothing (no DNS runs on the node) instead of the host's.
 	echo "nameserver 127.0.0.1" >"$STATE/etc/resolv.conf"
 	cat >"$STATE/etc/kubelet.yaml" <<EOF
@@ -363,7 +427,7 @@ cgroupDriver: cgroupfs
 cgroupRoot: /$CGROUP_ROOT
 cgroupsPerQOS: true
 failSwapOn: false
-failCgroupV1: false
+$(kubelet_cgroup_v1_option)
 address: $NODE_IP
 port: 10250
 readOnlyPort: 0
@@ -394,7 +458,7 @@ clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
 hostnameOverride: $NODE_NAME
 mode: iptables
 clusterCIDR: $POD_CIDR
-nodePortAddresses: [primary]
+nodePortAddresses: [$(node_port_addresses)]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
 # Zero leaves the conntrack sysctls alone: some are global, and the host keeps its own.
@@ -509,8 +573,9 @@ start_all() {
 	wait_for "kube-apiserver /readyz" 120 kube-apiserver api_ready
 
 	mkdir -p "$CTRD"
-	start containerd containerd --config "$STATE/etc/containerd.toml"
-	wait_for "containerd" 60 containerd ctr --address "$CTRD_SOCK" version
+	# containerd finds its shim on PATH: the lane's own first.
+	start containerd env PATH="$CTRD_BIN:$PATH" "$CTRD_BIN/containerd" --config "$STATE/etc/containerd.toml"
+	wait_for "containerd" 60 containerd "$CTRD_BIN/ctr" --address "$CTRD_SOCK" version
 	import_image "$IMG_CACHE/pause.tar"
 	import_image "$IMG_CACHE/busybox.tar"
 
@@ -576,11 +641,18 @@ use_e2e_target() {
 		-printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2-)
 }
 
-cmd_build() {
-	ensure_prereqs
+# build_lane: every binary of the lane and the node's images, built or reused.
+build_lane() {
+	log "$(lane_summary)"
 	build_k8s
 	build_etcd
+	build_runtime
 	build_images
+}
+
+cmd_build() {
+	ensure_prereqs
+	build_lane
 }
 
 cmd_up() {
@@ -596,11 +668,10 @@ cmd_up() {
 		do_down
 	fi
 	mkdir -p "$CACHE_DIR"
-	build_k8s
-	build_etcd
-	build_images
+	build_lane
 	local t0=$SECONDS
 	mkdir -p "$STATE"
+	echo "$LANE" >"$STATE/lane"
 	# From here on, a failure or an interrupt undoes everything up did.
 	trap 'rc=$?; trap - EXIT INT TERM; if [[ $rc != 0 ]]; then log "up failed (exit $rc); restoring the host"; do_down || true; fi; exit $rc' EXIT
 	trap 'exit 130' INT TERM
@@ -879,14 +950,21 @@ cmd_test() {
 	fi
 	test_images
 	deploy_deputy
-	local t_cm=$SECONDS
-	# In a subshell: the lock is released after, and a failure stops what it started.
-	(
-		lock
-		cert_manager_up
-	)
-	log "cert-manager ready for tests/cert_manager.rs in $((SECONDS - t_cm)) s (build or reuse, CRDs, start)"
-	log "running the e2e suite against $kc"
+	local suite=${E2E_SUITE:-full}
+	case $suite in
+	full | core) ;;
+	*) printf '[e2e] ERROR: unknown E2E_SUITE %q; the suites are: full core\n' "$suite" >&2 && exit 2 ;;
+	esac
+	if [[ $suite == full ]]; then
+		local t_cm=$SECONDS
+		# In a subshell: the lock is released after, and a failure stops what it started.
+		(
+			lock
+			cert_manager_up
+		)
+		log "cert-manager ready for tests/cert_manager.rs in $((SECONDS - t_cm)) s (build or reuse, CRDs, start)"
+	fi
+	log "running the $suite e2e suite on $(lane_summary) against $kc"
 	# tests/node.rs proves the node; tests/manifests.rs and tests/cert_manager.rs the manifests
 	# (the cert-manager overlay with cert-manager running); tests/deputy.rs proves k8s-deputy on
 	# it; tests/deputy_ops/ its operation (skips, reinvocation, outage, certificate rotation,
@@ -895,16 +973,29 @@ cmd_test() {
 	local figures=$LOGS/e2e-figures.jsonl rc=0
 	: >"$figures"
 	export E2E_FIGURES=$figures
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test node -- --test-threads=3 --show-output) || rc=$?
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test manifests -- --show-output) || rc=$?
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test cert_manager -- --show-output) || rc=$?
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy -- --test-threads=5 --show-output) || rc=$?
+	# The core suite (what every lane must prove): the node, every kustomization, k8s-deputy's
+	# scenarios (injection, graceful deletion of the three kinds of app, the PID-1 negative
+	# control, a restricted namespace) and fail-open with the webhook down.
+	local ops_filter=()
+	[[ $suite == core ]] && ops_filter=(outage::)
+	suite_run node -- --test-threads=3
+	suite_run manifests --
+	[[ $suite == core ]] || suite_run cert_manager --
+	suite_run deputy -- --test-threads=5
 	# The tests that take the webhook down or rotate its certificate lock out the others themselves.
-	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test deputy_ops -- --test-threads=4 --show-output) || rc=$?
+	suite_run deputy_ops -- --test-threads=4 "${ops_filter[@]}"
 	log "figures measured by the suite, in the order they were recorded (from $figures):"
 	jq -r '.topic as $t | .text | split("\n")[] | "\($t): \(.)"' "$figures" >&2 ||
 		log "cannot read the figures in $figures (one JSON object per line)"
 	return "$rc"
+}
+
+# suite_run TEST [CARGO_ARGS] -- [TEST_ARGS]: one test binary of the suite against the node;
+# a failure is recorded in cmd_test's rc and the others still run.
+suite_run() {
+	local t=$1
+	shift
+	(cd "$E2E_DIR" && KUBECONFIG=$kc E2E_REQUIRED=1 cargo test --test "$t" "$@" --show-output) || rc=$?
 }
 
 # ---------------------------------------------------------------- cert-manager

@@ -1,6 +1,8 @@
 # shellcheck shell=bash
-# Builds (or reuses) the pinned Kubernetes and etcd binaries from Go modules.
-# Sourced by harness.sh; expects E2E_DIR, K8S_VERSION, ETCD_VERSION, CACHE_DIR.
+# Builds (or reuses) the lane's binaries from Go modules: Kubernetes, etcd, containerd, runc and
+# the CNI plugins, each from its wrapper module modules/<component>-<version>/, into
+# $CACHE_DIR/<component>-<version>/. A build goes to a .tmp directory first, so a failed one
+# leaves the previous cache usable. Sourced by harness.sh after select_lane (lib/lanes.sh).
 
 # The stamp names everything that changes the output: a different go.sum, version or flag
 # set gives a different stamp, and so a rebuild.
@@ -25,7 +27,7 @@ K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubel
 
 # build_k8s: one `go build` of all six commands into $K8S_BIN.
 build_k8s() {
-	local mod="$E2E_DIR/k8s" ldf stamp
+	local mod="$E2E_DIR/modules/k8s-$K8S_VERSION" ldf stamp
 	ldf=$(k8s_ldflags)
 	stamp=$(build_stamp "$mod" "$ldf" "${K8S_CMDS[@]}")
 	if [[ -f $K8S_BIN/.stamp && $(cat "$K8S_BIN/.stamp") == "$stamp" ]]; then
@@ -38,7 +40,7 @@ build_k8s() {
 	mkdir -p "$K8S_BIN.tmp"
 	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0 nice -n 10 \
 		go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags "$ldf" -o "$K8S_BIN.tmp/" "${pkgs[@]}") ||
-		die "go build of Kubernetes failed (see above)"
+		die "go build of Kubernetes $K8S_VERSION failed (see above); the previous cache, if any, is left as it was"
 	rm -rf "$K8S_BIN" && mv "$K8S_BIN.tmp" "$K8S_BIN"
 	echo "$stamp" >"$K8S_BIN/.stamp"
 	log "built Kubernetes in $((SECONDS - t0)) s"
@@ -46,7 +48,7 @@ build_k8s() {
 
 # build_etcd: etcd server from its own wrapper module.
 build_etcd() {
-	local mod="$E2E_DIR/etcd" stamp
+	local mod="$E2E_DIR/modules/etcd-$ETCD_VERSION" stamp
 	stamp=$(build_stamp "$mod" "-s -w")
 	if [[ -f $ETCD_BIN/.stamp && $(cat "$ETCD_BIN/.stamp") == "$stamp" ]]; then
 		log "reusing etcd $ETCD_VERSION in $ETCD_BIN"
@@ -57,10 +59,50 @@ build_etcd() {
 	mkdir -p "$ETCD_BIN.tmp"
 	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=0 nice -n 10 \
 		go build -trimpath -ldflags "-s -w" -o "$ETCD_BIN.tmp/etcd" go.etcd.io/etcd/server/v3) ||
-		die "go build of etcd failed (see above)"
+		die "go build of etcd $ETCD_VERSION failed (see above); the previous cache, if any, is left as it was"
 	rm -rf "$ETCD_BIN" && mv "$ETCD_BIN.tmp" "$ETCD_BIN"
 	echo "$stamp" >"$ETCD_BIN/.stamp"
 	log "built etcd in $((SECONDS - t0)) s"
+}
+
+# build_go NAME VERSION DIR CGO TAGS PKG...: builds the packages of wrapper module
+# modules/NAME-VERSION/ into DIR (one binary per package, named after it), unless DIR's stamp
+# says they are built from the same inputs. CGO is 0 or 1; TAGS is a comma-separated list.
+build_go() {
+	local name=$1 version=$2 out=$3 cgo=$4 tags=$5
+	shift 5
+	local mod="$E2E_DIR/modules/$name-$version" stamp
+	[[ -f $mod/go.mod ]] || die "no wrapper module $mod for $name $version"
+	stamp=$(build_stamp "$mod" "cgo=$cgo" "tags=$tags" "$@")
+	if [[ -f $out/.stamp && $(cat "$out/.stamp") == "$stamp" ]]; then
+		log "reusing $name $version in $out"
+		return 0
+	fi
+	log "building $name $version into $out"
+	local t0=$SECONDS
+	rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+	(cd "$mod" && GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false" CGO_ENABLED=$cgo nice -n 10 \
+		go build -trimpath -tags="$tags" -ldflags "-s -w" -o "$out.tmp/" "$@") ||
+		die "go build of $name $version failed (see above); the previous cache, if any, is left as it was"
+	rm -rf "$out" && mv "$out.tmp" "$out"
+	echo "$stamp" >"$out/.stamp"
+	log "built $name $version in $((SECONDS - t0)) s"
+}
+
+# build_runtime: containerd (with its runc shim and ctr), runc and the CNI plugins of the lane;
+# nothing for a lane on Debian's packages.
+build_runtime() {
+	[[ $CONTAINERD_VERSION == debian ]] && return 0
+	local ctrd=github.com/containerd/containerd
+	[[ $CONTAINERD_VERSION == v1.* ]] || ctrd+=/v2
+	# No btrfs or devmapper snapshotter (they need cgo and are disabled in the config anyway).
+	build_go containerd "$CONTAINERD_VERSION" "$CTRD_BIN" 0 no_btrfs,no_devmapper \
+		"$ctrd/cmd/containerd" "$ctrd/cmd/containerd-shim-runc-v2" "$ctrd/cmd/ctr"
+	# runc needs cgo (its nsenter is C) and libseccomp for seccomp profiles.
+	build_go runc "$RUNC_VERSION" "${RUNC%/runc}" 1 seccomp github.com/opencontainers/runc
+	local cni=github.com/containernetworking/plugins/plugins
+	build_go cni "$CNI_VERSION" "$CNI_BIN" 0 "" \
+		"$cni/main/bridge" "$cni/ipam/host-local" "$cni/main/loopback" "$cni/meta/portmap"
 }
 
 # build_cert_manager: cert-manager's control loops (one binary, wrapper module cert-manager/) and

@@ -30,8 +30,21 @@ use kube::Client;
 pub const BUSYBOX: &str = "localhost/busybox:e2e";
 /// The suite's own tool image (`src/bin/deputy-e2e-tool.rs`), built by `harness.sh test`.
 pub const TOOL: &str = "localhost/deputy-e2e-tool:e2e";
-/// The Kubernetes release the harness builds.
-pub const K8S_VERSION: &str = "v1.34.4";
+/// The Kubernetes release of the lane the harness runs (`E2E_K8S_VERSION`, which
+/// `harness.sh test` sets from `lib/lanes.sh`), e.g. `v1.37.2`.
+pub fn k8s_version() -> String {
+    std::env::var("E2E_K8S_VERSION")
+        .expect("E2E_K8S_VERSION is not set: run the suite through harness.sh test (make e2e-test)")
+}
+
+/// The minor version of [`k8s_version`] (`37` for `v1.37.2`), for what differs between lanes.
+pub fn k8s_minor() -> u32 {
+    k8s_version()
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .expect("E2E_K8S_VERSION is not of the form v1.MINOR.PATCH")
+}
 /// The local node's network namespace (`harness.sh`), where Pod IPs are reachable.
 pub const NODE_NETNS: &str = "/run/netns/k8s-deputy-e2e";
 /// The deadline of most waits: far more than an idle node needs, enough for a loaded one.
