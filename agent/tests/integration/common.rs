@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: locating binaries, spawning apps whose stdout is
 //! collected line by line, polling with deadlines (never fixed sleeps), and loud skips.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -85,6 +86,7 @@ pub fn have(program: &str) -> bool {
 pub struct Proc {
     pub child: Child,
     lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -98,7 +100,7 @@ impl Proc {
         let stdout = child.stdout.take().expect("stdout");
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = Arc::clone(&lines);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 let (lock, cond) = &*sink;
@@ -106,7 +108,11 @@ impl Proc {
                 cond.notify_all();
             }
         });
-        Self { child, lines }
+        Self {
+            child,
+            lines,
+            reader: Some(reader),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -147,9 +153,16 @@ impl Proc {
         self.lines.0.lock().unwrap().clone()
     }
 
+    /// Every line, once stdout has closed (call after the process exited).
+    pub fn all_lines(&mut self) -> Vec<String> {
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stdout reader");
+        }
+        self.lines()
+    }
+
     /// Writes a line to the process's stdin.
     pub fn send(&mut self, line: &str) {
-        use std::io::Write;
         let stdin = self.child.stdin.as_mut().expect("stdin piped");
         writeln!(stdin, "{line}").expect("write stdin");
     }
@@ -209,4 +222,30 @@ pub fn agent_output(dir: &Path, args: &[&str]) -> (i32, String) {
     let text =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code().unwrap_or(-1), text)
+}
+
+/// `GET path` over a new connection; the status code (0 if none came back).
+pub fn http_get(addr: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("connect to the health server");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The health server's address, as the example app prints it.
+pub fn health_addr(app: &Proc) -> String {
+    app.wait_for_line("health ")
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned()
 }

@@ -1,35 +1,9 @@
 //! `Deputy` through every state, over real HTTP: not ready, ready, shutting down (both probes
 //! 503 so endpoints drain), and the exit statuses of a clean, failed and timed-out handler.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-
-fn get(addr: &str, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).expect("connect to the health server");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-fn health_addr(app: &Proc) -> String {
-    app.wait_for_line("health ")
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned()
-}
 
 #[test]
 fn health_endpoints_follow_readiness_and_shutdown() {
@@ -39,22 +13,22 @@ fn health_endpoints_follow_readiness_and_shutdown() {
         &["--ready-on-stdin", "--handler-sleep", "1500ms"],
     );
     let addr = health_addr(&app);
-    assert_eq!(get(&addr, "/health/live"), 200);
+    assert_eq!(http_get(&addr, "/health/live"), 200);
     assert_eq!(
-        get(&addr, "/health/ready"),
+        http_get(&addr, "/health/ready"),
         503,
         "not ready before readied()"
     );
-    assert_eq!(get(&addr, "/nope"), 404);
+    assert_eq!(http_get(&addr, "/nope"), 404);
     app.send("ready");
     app.wait_for_line("deputy-app: ready");
-    assert_eq!(get(&addr, "/health/ready"), 200);
+    assert_eq!(http_get(&addr, "/health/ready"), 200);
     let (code, out) = agent_output(dir.path(), &["terminate", "--no-wait"]);
     assert_eq!(code, 0, "{out}");
     app.wait_for_line("shutdown handler started");
     // While the handler runs: not live, and no longer ready (K8sDeputy.jl kept ready 200).
-    assert_eq!(get(&addr, "/health/live"), 503);
-    assert_eq!(get(&addr, "/health/ready"), 503);
+    assert_eq!(http_get(&addr, "/health/live"), 503);
+    assert_eq!(http_get(&addr, "/health/ready"), 503);
     assert_eq!(app.wait_exit(DEADLINE), 0);
 }
 

@@ -4,6 +4,7 @@
 
 #[macro_use]
 mod common;
+mod drain;
 mod examples;
 mod health;
 mod install;

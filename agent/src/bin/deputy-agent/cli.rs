@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
+use crate::prestop::drain::DrainPlan;
+
 /// What the user asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
@@ -37,8 +39,8 @@ pub struct TerminateArgs {
     pub timeout: Option<Duration>,
     /// Return once the request is delivered.
     pub no_wait: bool,
-    /// Sleep this long first (a chained `sleep` preStop handler).
-    pub sleep_first: Option<Duration>,
+    /// Keep the app serving this long (or until quiet) before anything else.
+    pub drain: Option<DrainPlan>,
     /// Run this command first (a chained `exec` preStop handler), within the same deadline.
     pub first_command: Vec<OsString>,
 }
@@ -116,6 +118,8 @@ fn parse_install(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
 fn parse_terminate(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
     use lexopt::prelude::*;
     let mut args = TerminateArgs::default();
+    let mut drain: Option<(&str, Duration)> = None;
+    let mut quiet = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(Some("terminate".into()))),
@@ -125,9 +129,22 @@ fn parse_terminate(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
             }
             Long("timeout") => args.timeout = Some(duration("--timeout", parser.value()?)?),
             Long("no-wait") => args.no_wait = true,
-            Long("sleep-first") => {
-                args.sleep_first = Some(duration("--sleep-first", parser.value()?)?)
+            // `--sleep-first` is what webhooks before the drain wrote for a chained `sleep`
+            // handler; Pods admitted then still carry it, so it stays, as a fixed drain.
+            Long(flag @ ("drain" | "sleep-first")) => {
+                let flag = if flag == "drain" {
+                    "--drain"
+                } else {
+                    "--sleep-first"
+                };
+                if let Some((earlier, _)) = drain {
+                    return Err(UsageError(format!(
+                        "{flag} given after {earlier}: give one"
+                    )));
+                }
+                drain = Some((flag, duration(flag, parser.value()?)?));
             }
+            Long("drain-quiet") => quiet = Some(duration("--drain-quiet", parser.value()?)?),
             Value(value) => {
                 args.first_command.push(value);
                 args.first_command.extend(parser.raw_args()?);
@@ -135,7 +152,34 @@ fn parse_terminate(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
             other => return Err(other.unexpected().into()),
         }
     }
+    args.drain = drain_plan(drain, quiet)?;
     Ok(Command::Terminate(args))
+}
+
+/// `--drain` alone is fixed; with `--drain-quiet` it is the adaptive drain's maximum.
+fn drain_plan(
+    drain: Option<(&str, Duration)>,
+    quiet: Option<Duration>,
+) -> Result<Option<DrainPlan>, UsageError> {
+    match (drain, quiet) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(UsageError(
+            "--drain-quiet needs --drain, the longest the drain may take: --drain 15s --drain-quiet 3s"
+                .into(),
+        )),
+        (Some(("--sleep-first", _)), Some(_)) => Err(UsageError(
+            "--drain-quiet goes with --drain, not --sleep-first".into(),
+        )),
+        (Some((_, max)), Some(quiet)) if !quiet.is_zero() && quiet >= max => Err(UsageError(format!(
+            "--drain-quiet {} must be shorter than --drain {} (the maximum)",
+            humantime::format_duration(quiet),
+            humantime::format_duration(max)
+        ))),
+        (Some((_, max)), quiet) => Ok((!max.is_zero()).then_some(DrainPlan {
+            max,
+            quiet: quiet.filter(|q| !q.is_zero()),
+        })),
+    }
 }
 
 fn parse_run(parser: &mut lexopt::Parser) -> Result<Command, UsageError> {
@@ -247,7 +291,7 @@ mod tests {
             "terminate",
             "--timeout",
             "28s",
-            "--sleep-first",
+            "--drain",
             "5s",
             "--",
             "nginx",
@@ -258,11 +302,61 @@ mod tests {
             parsed,
             Ok(Command::Terminate(TerminateArgs {
                 timeout: Some(Duration::from_secs(28)),
-                sleep_first: Some(Duration::from_secs(5)),
+                drain: Some(DrainPlan {
+                    max: Duration::from_secs(5),
+                    quiet: None
+                }),
                 first_command: ["nginx", "-s", "quit"].map(OsString::from).to_vec(),
                 ..Default::default()
             }))
         );
+    }
+
+    #[test]
+    fn drain_flags_make_a_fixed_or_an_adaptive_drain() {
+        let drain_of = |args: &[&str]| match parse_str(args) {
+            Ok(Command::Terminate(t)) => Ok(t.drain),
+            Ok(other) => panic!("{other:?}"),
+            Err(err) => Err(err.0),
+        };
+        let s = Duration::from_secs;
+        assert_eq!(
+            drain_of(&["terminate", "--drain", "15s", "--drain-quiet", "3s"]),
+            Ok(Some(DrainPlan {
+                max: s(15),
+                quiet: Some(s(3))
+            }))
+        );
+        // What webhooks before the drain wrote for a chained sleep is a fixed drain.
+        assert_eq!(
+            drain_of(&["terminate", "--sleep-first", "5s"]),
+            Ok(Some(DrainPlan {
+                max: s(5),
+                quiet: None
+            }))
+        );
+        // Zero turns either off.
+        assert_eq!(drain_of(&["terminate", "--drain", "0s"]), Ok(None));
+        assert_eq!(
+            drain_of(&["terminate", "--drain", "5s", "--drain-quiet", "0s"]),
+            Ok(Some(DrainPlan {
+                max: s(5),
+                quiet: None
+            }))
+        );
+        for bad in [
+            &["terminate", "--drain-quiet", "3s"][..],
+            &["terminate", "--drain", "3s", "--drain-quiet", "3s"],
+            &["terminate", "--drain", "3s", "--sleep-first", "3s"],
+            &["terminate", "--sleep-first", "3s", "--drain-quiet", "1s"],
+            &["terminate", "--drain", "soon"],
+        ] {
+            let err = drain_of(bad).unwrap_err();
+            assert!(
+                err.contains("--drain") || err.contains("--sleep-first"),
+                "{bad:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -37,9 +37,11 @@ Example:
 
 const TERMINATE: &str = "\
 Usage: deputy-agent terminate [--pid <PID>] [--timeout <DURATION>] [--no-wait]
-                              [--sleep-first <DURATION>] [-- <CMD> [ARGS...]]
+                              [--drain <DURATION> [--drain-quiet <DURATION>]]
+                              [-- <CMD> [ARGS...]]
 
-Asks the registered process to terminate over its socket in $DEPUTY_IPC_DIR and waits
+Drains first if asked: the app keeps serving while Services and load balancers stop
+sending it new connections. Then asks the registered process to terminate over its socket in $DEPUTY_IPC_DIR and waits
 until it has exited. The target is the entrypoint (deputy-entrypoint.pid, else
 julia-entrypoint.pid) unless --pid names one. The listener must be that very process
 (SO_PEERCRED, pidfd): a stale file never makes us act on another process.
@@ -49,16 +51,23 @@ Options:
   --pid <PID>           Target this registered process instead of the entrypoint
   --timeout <DURATION>  Give up after this long (e.g. 500ms, 25s, 2m); default: wait
   --no-wait             Return once the request is delivered
-  --sleep-first <DUR>   Sleep first (a chained `sleep` preStop handler)
-  -- <CMD> [ARGS...]    Run CMD first (a chained `exec` preStop handler); both count
-                        against --timeout, and the relay follows even if CMD fails
+  --drain <DURATION>    Wait this long before relaying (a fixed drain; 0s: none)
+  --drain-quiet <DUR>   With --drain: relay as soon as no new inbound TCP connection has
+                        reached this network namespace for this long (counted by the
+                        kernel: Tcp PassiveOpens in /proc/net/snmp); --drain is then the
+                        maximum. The drain always leaves the relay 5s (or half of
+                        --timeout, if less) of --timeout. --sleep-first <DUR> is an old
+                        name of a fixed --drain
+  -- <CMD> [ARGS...]    Run CMD after the drain (a chained `exec` preStop handler); it
+                        counts against --timeout, and the relay follows even if CMD fails
 
 Exit status: 0 when the target exited, or when nothing is registered (Kubernetes then
 sends SIGTERM as usual); 1 on timeout or when the target refuses; 2 on a usage error.
 
 Examples (preStop hook):
   /deputy/bin/deputy-agent terminate --timeout 28s
-  /deputy/bin/deputy-agent terminate --timeout 28s -- nginx -s quit
+  /deputy/bin/deputy-agent terminate --timeout 28s --drain 15s --drain-quiet 3s
+  /deputy/bin/deputy-agent terminate --timeout 28s --drain 5s -- nginx -s quit
 ";
 
 const RUN: &str = "\

@@ -1,7 +1,9 @@
-//! `deputy-agent terminate`: the preStop hook. Finds the registered target, asks it to terminate
-//! and waits for it to exit. Exit 0 when it exited or when nothing is registered (Kubernetes then
-//! sends SIGTERM as usual); 1 on timeout or refusal.
+//! `deputy-agent terminate`: the preStop hook. Drains first if asked (the app keeps serving while
+//! traffic moves away), runs a chained handler, then finds the registered target, asks it to
+//! terminate and waits for it to exit. Exit 0 when it exited or when nothing is registered
+//! (Kubernetes then sends SIGTERM as usual); 1 on timeout or refusal.
 
+pub mod drain;
 mod report;
 
 use std::time::{Duration, Instant};
@@ -19,6 +21,13 @@ const NO_WAIT_ACK: Duration = Duration::from_secs(1);
 pub fn terminate(dir: &IpcDir, args: &TerminateArgs) -> i32 {
     let started = Instant::now();
     let mut report = Reporter::default();
+    if let Some(plan) = args.drain {
+        let mut counter = drain::PassiveOpens::new();
+        let outcome = drain::drain(plan, started, args.timeout, &mut counter, &mut |line| {
+            report.line(line)
+        });
+        report.line(outcome);
+    }
     match relay(dir, args, started, &mut report) {
         Ok(()) => 0,
         Err(err) => {
@@ -28,12 +37,9 @@ pub fn terminate(dir: &IpcDir, args: &TerminateArgs) -> i32 {
     }
 }
 
-/// Runs a chained preStop handler (sleep, then command) within the deadline. Its failure is
-/// reported but does not stop the relay: the app must still be asked to terminate.
+/// Runs a chained `exec` preStop handler within the deadline. Its failure is reported but does
+/// not stop the relay: the app must still be asked to terminate.
 fn run_first(args: &TerminateArgs, started: Instant, report: &mut Reporter) {
-    if let Some(sleep) = args.sleep_first {
-        std::thread::sleep(sleep.min(remaining(args.timeout, started)));
-    }
     let Some((program, rest)) = args.first_command.split_first() else {
         return;
     };
