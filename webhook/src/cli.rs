@@ -223,6 +223,16 @@ struct InjectionArgs {
     /// `imagePullPolicy` of the injected init container: Always, IfNotPresent or Never.
     #[arg(long, env = "DEPUTY_WEBHOOK_AGENT_IMAGE_PULL_POLICY")]
     agent_image_pull_policy: Option<String>,
+
+    /// The drain before the relay for Pods without `k8s-deputy.io/drain`: the app keeps serving
+    /// this long (fixed), or at most this long (with --drain-quiet); 0s for none [default: 15s]
+    #[arg(long, env = "DEPUTY_WEBHOOK_DRAIN", value_parser = humantime::parse_duration)]
+    drain: Option<Duration>,
+
+    /// For Pods without `k8s-deputy.io/drain-quiet`: relay as soon as no new inbound
+    /// connection has reached the Pod for this long; 0s for a fixed drain [default: 3s]
+    #[arg(long, env = "DEPUTY_WEBHOOK_DRAIN_QUIET", value_parser = humantime::parse_duration)]
+    drain_quiet: Option<Duration>,
 }
 
 /// A usage or configuration error: exit code 2.
@@ -337,6 +347,8 @@ impl InjectionArgs {
             config,
             agent_image,
             agent_image_pull_policy,
+            drain,
+            drain_quiet,
         } = self;
         let mut settings = match &config {
             Some(path) => load_config_file(path)?,
@@ -347,6 +359,12 @@ impl InjectionArgs {
         }
         if agent_image_pull_policy.is_some() {
             settings.agent_image_pull_policy = agent_image_pull_policy;
+        }
+        if let Some(drain) = drain {
+            settings.drain = drain;
+        }
+        if let Some(quiet) = drain_quiet {
+            settings.drain_quiet = (!quiet.is_zero()).then_some(quiet);
         }
         Ok(settings)
     }

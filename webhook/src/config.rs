@@ -2,6 +2,8 @@
 //! and the command-line flags override them (flags win). Validated once, then shared read-only by
 //! the server and the `inject` command.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
 /// Annotation and label keys: one prefix, one place.
@@ -14,6 +16,10 @@ pub mod keys {
     pub const IPC_DIR: &str = "k8s-deputy.io/ipc-dir";
     /// Annotation: the preStop's `--timeout`, as a duration (`20s`).
     pub const TERMINATE_TIMEOUT: &str = "k8s-deputy.io/terminate-timeout";
+    /// Annotation: the drain before the relay (`deputy-agent terminate --drain`); `0s` for none.
+    pub const DRAIN: &str = "k8s-deputy.io/drain";
+    /// Annotation: the adaptive drain's quiet period (`--drain-quiet`); `0s` for a fixed drain.
+    pub const DRAIN_QUIET: &str = "k8s-deputy.io/drain-quiet";
     /// Annotation: `chain` runs an existing `exec`/`sleep` preStop first, then the relay.
     pub const EXISTING_PRESTOP: &str = "k8s-deputy.io/existing-prestop";
     /// Annotation: `wrap` rewrites `command` to run under `deputy-agent run`.
@@ -52,7 +58,21 @@ pub struct InjectionConfig {
     pub init_non_root_uid: i64,
     /// The webhook's own namespace, never injected.
     pub own_namespace: Option<String>,
+    /// The drain of Pods that do not annotate one: fixed, or the adaptive drain's maximum.
+    #[serde(with = "humantime_serde")]
+    pub drain: Duration,
+    /// The adaptive drain's quiet period for Pods that do not annotate one (None: fixed).
+    #[serde(with = "humantime_serde")]
+    pub drain_quiet: Option<Duration>,
 }
+
+/// `--drain` by default: well past what in-cluster endpoint propagation takes, and inside the
+/// default 30 s grace period with the relay's reserve.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(15);
+/// `--drain-quiet` by default: longer than kube-proxy's 1 s minimum sync period plus watch
+/// delay, so a quiet Pod still waits until its endpoints are gone everywhere in the cluster;
+/// what a worker Pod without inbound traffic pays.
+pub const DEFAULT_DRAIN_QUIET: Duration = Duration::from_secs(3);
 
 impl Default for InjectionConfig {
     fn default() -> Self {
@@ -69,6 +89,8 @@ impl Default for InjectionConfig {
             init_cpu_limit: None,
             init_non_root_uid: 65532,
             own_namespace: None,
+            drain: DEFAULT_DRAIN,
+            drain_quiet: Some(DEFAULT_DRAIN_QUIET),
         }
     }
 }
@@ -93,6 +115,14 @@ pub enum ConfigError {
     /// The non-root UID is root.
     #[error("initNonRootUid must be a non-zero UID, got {0}")]
     RootUid(i64),
+    /// The quiet period is not below the drain it ends early.
+    #[error("--drain-quiet ({quiet:?}) must be shorter than --drain ({drain:?}), or 0s for a fixed drain")]
+    DrainQuiet {
+        /// `--drain`.
+        drain: Duration,
+        /// `--drain-quiet`.
+        quiet: Duration,
+    },
 }
 
 impl InjectionConfig {
@@ -116,6 +146,14 @@ impl InjectionConfig {
         }
         if self.init_non_root_uid <= 0 {
             return Err(ConfigError::RootUid(self.init_non_root_uid));
+        }
+        if let Some(quiet) = self.drain_quiet {
+            if !quiet.is_zero() && !self.drain.is_zero() && quiet >= self.drain {
+                return Err(ConfigError::DrainQuiet {
+                    drain: self.drain,
+                    quiet,
+                });
+            }
         }
         Ok(())
     }

@@ -183,6 +183,58 @@ fn a_config_file_with_an_unknown_setting_exits_2_naming_the_file() {
     assert!(out.stdout.is_empty());
 }
 
+/// `deputy-webhook inject -f - FLAGS` (split at spaces) over [`POD`].
+fn inject_with(flags: &str, env: &[(&str, &str)]) -> Output {
+    let args: Vec<&str> = ["inject", "-f", "-"]
+        .into_iter()
+        .chain(flags.split_whitespace())
+        .collect();
+    deputy(&args, env, POD)
+}
+
+/// The relay's arguments of an `inject` output: the YAML list items from `terminate` on.
+fn relay_args(out: &Output) -> String {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| *l != "- terminate")
+        .take_while(|l| l.starts_with("- "))
+        .map(|l| l[2..].to_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn drain_defaults_come_from_flags_environment_and_config_file() {
+    let relay = relay_args(&inject_with("--agent-image i:1", &[]));
+    assert!(relay.ends_with("--drain 15s --drain-quiet 3s"), "{relay}");
+    let relay = relay_args(&inject_with(
+        "--agent-image i:1 --drain 6s --drain-quiet 0s",
+        &[],
+    ));
+    assert!(relay.ends_with("--timeout 28s --drain 6s"), "{relay}");
+    let relay = relay_args(&inject_with(
+        "--agent-image i:1",
+        &[("DEPUTY_WEBHOOK_DRAIN", "0s")],
+    ));
+    assert!(relay.ends_with("--timeout 28s"), "{relay}");
+    let config = TempFile::new(
+        "drain.yaml",
+        "agentImage: f:1\ndrain: 20s\ndrainQuiet: 2s\n",
+    );
+    let relay = relay_args(&inject_with(&format!("--config {}", config.path()), &[]));
+    assert!(relay.ends_with("--drain 20s --drain-quiet 2s"), "{relay}");
+    // A quiet period that cannot end a drain early, or no duration at all: exit 2, named.
+    for flags in ["--drain 3s --drain-quiet 5s", "--drain soon"] {
+        let out = inject_with(&format!("--agent-image i:1 {flags}"), &[]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags}: {stderr}");
+        assert!(stderr.contains("--drain"), "{flags}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 /// `serve --tls-secret` with everything it needs, in the flags' order of the README.
 const TLS_SECRET_SERVE: [&str; 11] = [
     "serve",

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::drain::{self, Drain, PodDrain};
 use super::{get, warning, PatchBuilder, IPC_VOLUME};
 use crate::config::{keys, InjectionConfig};
 
@@ -86,13 +87,25 @@ pub fn plan(
             false
         }
     };
-    let agent = config.agent_path();
-    let relay = vec![
-        agent.clone(),
-        "terminate".into(),
-        "--timeout".into(),
-        timeout,
-    ];
+    let pod_drain = drain::pod_drain(pod, config, warnings);
+    drain::check_probes(pod, pod_drain.drain, warnings);
+    let relay = Relay {
+        command: vec![
+            config.agent_path(),
+            "terminate".into(),
+            "--timeout".into(),
+            timeout.text,
+        ],
+        timeout: timeout.duration,
+        pod_drain,
+    };
+    let shared = Shared {
+        ipc_default: &ipc_default,
+        relay: &relay,
+        chain,
+        wrap,
+        config,
+    };
 
     let mut targets = targets(pod, annotation(keys::CONTAINERS), warnings);
     // Pod order (init containers first), whatever order the annotation names them in.
@@ -105,31 +118,61 @@ pub fn plan(
                 .as_array()?
                 .iter()
                 .find(|c| c["name"] == target.name.as_str())?;
-            plan_container(
-                container,
-                target,
-                &ipc_default,
-                &relay,
-                chain,
-                wrap,
-                config,
-                warnings,
-            )
+            plan_container(container, target, &shared, warnings)
         })
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The preStop relay every hook is built from.
+struct Relay {
+    /// `deputy-agent terminate --timeout T`.
+    command: Vec<String>,
+    /// T.
+    timeout: Duration,
+    /// The drain the Pod's annotations or the defaults ask for.
+    pod_drain: PodDrain,
+}
+
+impl Relay {
+    /// The relay with `drain` (shortened to the deadline) before it.
+    fn with_drain(
+        &self,
+        drain: Option<Drain>,
+        container: &str,
+        warnings: &mut Vec<String>,
+    ) -> Vec<String> {
+        let mut command = self.command.clone();
+        if let Some(drain) =
+            drain.and_then(|d| drain::within_deadline(d, self.timeout, container, warnings))
+        {
+            command.extend(drain.args());
+        }
+        command
+    }
+}
+
+/// What every container's plan shares.
+struct Shared<'a> {
+    ipc_default: &'a str,
+    relay: &'a Relay,
+    chain: bool,
+    wrap: bool,
+    config: &'a InjectionConfig,
+}
+
 fn plan_container(
     container: &Value,
     target: Target,
-    ipc_default: &str,
-    relay: &[String],
-    chain: bool,
-    wrap: bool,
-    config: &InjectionConfig,
+    shared: &Shared<'_>,
     warnings: &mut Vec<String>,
 ) -> Option<ContainerPlan> {
+    let Shared {
+        ipc_default,
+        relay,
+        chain,
+        wrap,
+        config,
+    } = *shared;
     let name = &target.name;
     let mounts_at = |path: &str| {
         container["volumeMounts"]
@@ -146,9 +189,17 @@ fn plan_container(
     let hook = if target.role == Role::Init {
         Hook::None
     } else {
+        // Sidecars stop after the app containers have exited: traffic has drained by then.
+        let pod_drain = match target.role {
+            Role::App => relay.pod_drain,
+            _ => PodDrain {
+                drain: None,
+                annotated: false,
+            },
+        };
         match &container["lifecycle"]["preStop"] {
-            Value::Null => Hook::Add(relay.to_vec()),
-            existing if chain => match chained(existing, relay) {
+            Value::Null => Hook::Add(relay.with_drain(pod_drain.drain, name, warnings)),
+            existing if chain => match chained(existing, relay, pod_drain, name, warnings) {
                 Some(command) => Hook::Chain(command),
                 None => {
                     warnings.push(warning(format_args!(
@@ -200,9 +251,11 @@ fn plan_container(
     }
     let wrap = if wrap && target.role != Role::Init {
         match container["command"].as_array() {
-            Some(command) if command.first().and_then(Value::as_str) == Some(&relay[0]) => None,
+            Some(command) if command.first().and_then(Value::as_str) == Some(&relay.command[0]) => {
+                None
+            }
             Some(command) => {
-                let mut wrapped = vec![json!(relay[0]), json!("run"), json!("--")];
+                let mut wrapped = vec![json!(relay.command[0]), json!("run"), json!("--")];
                 wrapped.extend(command.iter().cloned());
                 Some(wrapped)
             }
@@ -226,21 +279,35 @@ fn plan_container(
     })
 }
 
-/// The relay preceded by the user's handler: an `exec` command, or a `sleep`.
-fn chained(existing: &Value, relay: &[String]) -> Option<Vec<String>> {
-    let mut command = relay.to_vec();
+/// The relay preceded by the user's handler: an `exec` command (after the drain), or a `sleep`,
+/// which is a fixed drain of its length unless the Pod's annotations chose a drain.
+fn chained(
+    existing: &Value,
+    relay: &Relay,
+    pod_drain: PodDrain,
+    container: &str,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<String>> {
     if let Some(user) = existing["exec"]["command"].as_array() {
         let user: Option<Vec<String>> =
             user.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+        let user = user?;
+        let mut command = relay.with_drain(pod_drain.drain, container, warnings);
         command.push("--".into());
-        command.extend(user?);
+        command.extend(user);
         return Some(command);
     }
-    if let Some(seconds) = existing["sleep"]["seconds"].as_i64() {
-        command.extend(["--sleep-first".into(), format!("{seconds}s")]);
-        return Some(command);
-    }
-    None
+    let seconds = existing["sleep"]["seconds"].as_u64()?;
+    let drain = if pod_drain.annotated {
+        warnings.push(warning(format_args!(
+            "container {container:?}: its preStop sleep of {seconds}s is replaced by the drain of {}",
+            keys::DRAIN
+        )));
+        pod_drain.drain
+    } else {
+        Drain::new(Duration::from_secs(seconds), None)
+    };
+    Some(relay.with_drain(drain, container, warnings))
 }
 
 fn pod_position(pod: &Value, target: &Target) -> (usize, usize) {
@@ -332,11 +399,22 @@ fn ipc_dir(
     }
 }
 
+/// The relay's `--timeout`: as written in the annotation, and what it means.
+struct Timeout {
+    text: String,
+    duration: Duration,
+}
+
 /// The annotation as written, else the grace period minus a margin (at least 1 s).
-fn terminate_timeout(pod: &Value, annotated: Option<&str>, warnings: &mut Vec<String>) -> String {
+fn terminate_timeout(pod: &Value, annotated: Option<&str>, warnings: &mut Vec<String>) -> Timeout {
     if let Some(text) = annotated {
         match humantime::parse_duration(text.trim()) {
-            Ok(d) if d >= Duration::from_millis(1) => return text.trim().to_owned(),
+            Ok(duration) if duration >= Duration::from_millis(1) => {
+                return Timeout {
+                    text: text.trim().to_owned(),
+                    duration,
+                }
+            }
             _ => warnings.push(warning(format_args!(
                 "{}: {text:?} is not a duration such as 20s; using the grace period",
                 keys::TERMINATE_TIMEOUT
@@ -346,7 +424,11 @@ fn terminate_timeout(pod: &Value, annotated: Option<&str>, warnings: &mut Vec<St
     let grace = get(pod, &["spec", "terminationGracePeriodSeconds"])
         .and_then(Value::as_i64)
         .unwrap_or(DEFAULT_GRACE_SECONDS);
-    format!("{}s", (grace - GRACE_MARGIN_SECONDS).max(1))
+    let seconds = (grace - GRACE_MARGIN_SECONDS).max(1) as u64;
+    Timeout {
+        text: format!("{seconds}s"),
+        duration: Duration::from_secs(seconds),
+    }
 }
 
 /// Adds the planned mounts, env, hook and wrap to one container.

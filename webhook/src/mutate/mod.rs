@@ -6,6 +6,7 @@
 //! touches a container it does not target or one that already has a preStop hook.
 
 mod containers;
+mod drain;
 mod patch;
 mod skip;
 
