@@ -38,7 +38,7 @@ if [[ $cluster != kind ]]; then
 	busybox=$(command -v busybox)
 	install -m 0755 "$busybox" "$work/demo/bin/busybox"
 	for applet in sh sleep echo cat ls kill true false date ps; do ln -s busybox "$work/demo/bin/$applet"; done
-	install -m 0755 "$bin/examples/deputy-app" "$bin/examples/julia-like" images/demo/shell-app.sh "$work/demo/app/"
+	install -m 0755 "$bin/examples/deputy-app" "$bin/examples/julia-like" "$bin/examples/http-app" images/demo/shell-app.sh "$work/demo/app/"
 
 	tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$work/agent" '["/deputy-agent"]' >&2
 	tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$work/webhook" '["/deputy-webhook"]' >&2

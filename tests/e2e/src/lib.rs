@@ -9,6 +9,7 @@
 pub mod deputy;
 pub mod figures;
 pub mod injection;
+pub mod load;
 pub mod manifests;
 pub mod metrics;
 pub mod pods;

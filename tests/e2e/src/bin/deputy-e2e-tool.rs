@@ -17,7 +17,10 @@
 //! * `https-get HOST:PORT PATH CA_FILE [TOKEN_FILE]`: one HTTPS GET (TLS 1.2 or 1.3, the server
 //!   verified against CA_FILE alone for HOST, with `Authorization: Bearer` from TOKEN_FILE), printing
 //!   the status code and the body. busybox's wget cannot do this against Kubernetes ≥ 1.35: its TLS
-//!   1.2 client offers only SHA-1 signatures, which Go (since 1.25) refuses.
+//!   1.2 client offers only SHA-1 signatures, which Go (since 1.25) refuses;
+//! * `http-load IP:PORT close|keepalive WORKERS INTERVAL MAX`: HTTP GETs from WORKERS clients,
+//!   INTERVAL apart, until standard input closes or MAX passes, then one JSON line: what was
+//!   lost and why (`deputy_e2e::load`).
 //!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error.
 
@@ -48,12 +51,14 @@ fn main() -> ExitCode {
             &args[3],
             args.get(4).map(String::as_str),
         ),
+        Some("http-load") if args.len() == 6 => http_load(&args[1..]),
         _ => {
             eprintln!(
                 "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] \
                  [--add-container NAME=IMAGE] | bind-unix PATH \
                  | connect-unix PATH | write-file PATH | cat PATH | relay IP:PORT \
-                 | https-get HOST:PORT PATH CA_FILE [TOKEN_FILE]"
+                 | https-get HOST:PORT PATH CA_FILE [TOKEN_FILE] \
+                 | http-load IP:PORT close|keepalive WORKERS INTERVAL MAX"
             );
             return ExitCode::from(2);
         }
@@ -65,6 +70,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `http-load`: runs until stdin closes (the test is done) or MAX passes (the test died).
+fn http_load(args: &[String]) -> Result<()> {
+    use deputy_e2e::load::{self, LoadPlan};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let duration = |what: &str, text: &str| {
+        humantime::parse_duration(text)
+            .with_context(|| format!("{what} {text:?} is not a duration"))
+    };
+    let plan = LoadPlan {
+        target: args[0]
+            .parse()
+            .with_context(|| format!("target {:?}", args[0]))?,
+        mode: args[1].parse().map_err(anyhow::Error::msg)?,
+        workers: args[2]
+            .parse()
+            .with_context(|| format!("workers {:?}", args[2]))?,
+        interval: duration("interval", &args[3])?,
+    };
+    let max = duration("max", &args[4])?;
+    let stop = AtomicBool::new(false);
+    let summary = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                let _ = tx.send(());
+            });
+            let _ = rx.recv_timeout(max.saturating_sub(started.elapsed()));
+            stop.store(true, Ordering::SeqCst);
+        });
+        load::run(&plan, &stop)
+    });
+    println!("{summary}");
+    Ok(())
 }
 
 fn webhook(args: &[String]) -> Result<()> {
