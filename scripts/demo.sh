@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole story on a real local Kubernetes node. Brings the node up, deploys
 # k8s-deputy (make e2e-deploy), labels a namespace, starts three apps that cannot handle SIGTERM
-# well on their own, deletes them, and shows that each shut down through its own callback in about
-# a second instead of waiting out its grace period; then the same shell app without k8s-deputy for
+# well on their own, deletes them, and shows that each shut down through its own callback a few
+# seconds later (after the drain) instead of waiting out its grace period; then the same shell app without k8s-deputy for
 # contrast. Tears the node down at the end unless KEEP=1.
 # DEPUTY_CLUSTER=kind: the same on a kind cluster (needs docker and kind; tests/e2e/kind.sh).
 set -euo pipefail

@@ -1,6 +1,6 @@
 //! k8s-deputy on a real kubelet: the webhook injects opted-in Pods, and deleting one runs the
-//! app's own shutdown callback inside the preStop hook, so the Pod is gone in about a second of
-//! its 30 s grace period; the same shell app without k8s-deputy waits out its grace period.
+//! app's own shutdown callback inside the preStop hook (after the default drain: 3 s when no
+//! traffic reaches the Pod), so the Pod is gone in a few seconds of its 30 s grace period; the same shell app without k8s-deputy waits out its grace period.
 //!
 //! Needs the stack `scripts/e2e-deploy.sh` deploys (`make e2e-test` runs it first). Each test
 //! works in namespaces of its own. Deletion times are recorded as `deletion` figures
