@@ -263,6 +263,25 @@ async fn under_load<T, F: std::future::Future<Output = T>>(
     (close.finish(), keepalive.finish(), result)
 }
 
+/// Waits until the new Service answers through its ClusterIP from both Pods without a loss.
+/// Until kube-proxy has programmed its endpoints, it rejects connections to a Service it
+/// believes has none: a new Service's first moments, not a termination, so not measured.
+async fn serving(target: &str) {
+    poll(
+        &format!("the Service {target} answering from {REPLICAS} Pods with nothing lost"),
+        MINUTE,
+        || async {
+            let client = Client::start(target, "close", "1");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let summary = client.finish();
+            let backends = summary["backends"].as_object().map_or(0, |b| b.len());
+            Ok((failed(&summary) == 0 && backends >= REPLICAS).then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+}
+
 fn failed(summary: &Value) -> u64 {
     summary["failed"].as_u64().expect("a failed count")
 }
@@ -319,6 +338,7 @@ async fn run_case(case: Case) {
         ])
         .expect("the Service's ClusterIP");
     let target = format!("{}:80", ip.trim());
+    serving(&target).await;
     let pod_api = ns.pods();
     let mut figures_of_runs = Vec::new();
     for run in 0..runs(case.expect) {
