@@ -48,15 +48,11 @@ pub fn check(
     if get(pod, &["metadata", "annotations", keys::MIRROR]).is_some() {
         return Some((SkipReason::MirrorPod, None));
     }
-    let windows_os = get(pod, &["spec", "os", "name"]).and_then(Value::as_str) == Some("windows");
-    let windows_node = get(pod, &["spec", "nodeSelector", "kubernetes.io/os"])
-        .and_then(Value::as_str)
-        == Some("windows");
-    if windows_os || windows_node {
+    if let Some(marker) = windows_marker(pod) {
         return Some((
             SkipReason::Windows,
             Some(warning(format_args!(
-                "Windows Pods are not supported (the agent is a Linux binary); left unchanged"
+                "Windows Pods are not supported (the agent is a Linux binary); left unchanged ({marker})"
             ))),
         ));
     }
@@ -84,4 +80,100 @@ pub fn check(
         }
     }
     None
+}
+
+/// The node OS labels a Pod can select Windows with (`beta.` is deprecated, still honoured).
+const OS_LABELS: [&str; 2] = ["kubernetes.io/os", "beta.kubernetes.io/os"];
+
+/// What marks the Pod as one that runs only on Windows nodes, if anything does.
+fn windows_marker(pod: &Value) -> Option<String> {
+    let spec = &pod["spec"];
+    if spec["os"]["name"] == "windows" {
+        return Some("spec.os.name is windows".into());
+    }
+    for label in OS_LABELS {
+        if spec["nodeSelector"][label] == "windows" {
+            return Some(format!("its nodeSelector asks for {label}: windows"));
+        }
+    }
+    if spec["securityContext"]["windowsOptions"].is_object() {
+        return Some("spec.securityContext.windowsOptions is set".into());
+    }
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        let containers = spec[list].as_array().map(Vec::as_slice).unwrap_or_default();
+        for container in containers {
+            if container["securityContext"]["windowsOptions"].is_object() {
+                return Some(format!(
+                    "container {:?} sets securityContext.windowsOptions",
+                    container["name"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    let terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"]
+        .as_array()?;
+    // The terms are alternatives: Windows only when every one of them requires it.
+    let requires_windows = |term: &Value| {
+        term["matchExpressions"].as_array().is_some_and(|exprs| {
+            exprs.iter().any(|e| {
+                let values = e["values"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                e["key"].as_str().is_some_and(|k| OS_LABELS.contains(&k))
+                    && e["operator"] == "In"
+                    && !values.is_empty()
+                    && values.iter().all(|v| v == "windows")
+            })
+        })
+    };
+    (!terms.is_empty() && terms.iter().all(requires_windows))
+        .then(|| "its required node affinity selects kubernetes.io/os In [windows]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windows_marker;
+    use serde_json::json;
+
+    fn spec(spec: serde_json::Value) -> serde_json::Value {
+        json!({"spec": spec})
+    }
+
+    #[test]
+    fn every_windows_marker_is_recognised_and_linux_pods_are_not() {
+        let windows = [
+            json!({"os": {"name": "windows"}}),
+            json!({"nodeSelector": {"kubernetes.io/os": "windows"}}),
+            json!({"nodeSelector": {"beta.kubernetes.io/os": "windows"}}),
+            json!({"securityContext": {"windowsOptions": {"runAsUserName": "ContainerUser"}}}),
+            json!({"containers": [{"name": "a"}, {"name": "b", "securityContext": {"windowsOptions": {"hostProcess": true}}}]}),
+            json!({"initContainers": [{"name": "i", "securityContext": {"windowsOptions": {}}}]}),
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]}
+            ]}}}}),
+        ];
+        for pod in windows {
+            assert!(windows_marker(&spec(pod.clone())).is_some(), "{pod}");
+        }
+        let linux = [
+            json!({"nodeSelector": {"kubernetes.io/os": "linux"}}),
+            json!({"securityContext": {"runAsNonRoot": true}}),
+            // One term allows Linux nodes: the Pod may land there.
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]},
+                {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
+            ]}}}}),
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows", "linux"]}]}
+            ]}}}}),
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]}}
+            ]}}}),
+        ];
+        for pod in linux {
+            assert_eq!(windows_marker(&spec(pod.clone())), None, "{pod}");
+        }
+    }
 }
