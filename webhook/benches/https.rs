@@ -106,7 +106,109 @@ fn main() {
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
+    println!();
+    let first_deputy = first_answers(deputy.addr, &ca, &body);
+    let first_floor = first_answers(floor.addr, &ca, &body);
+    println!(
+        "First answer on a new HTTP/1.1 connection (TLS handshake done, client TCP_NODELAY), {NEW_CONNECTIONS} connections each:"
+    );
+    println!();
+    println!("| server | p50 | max | answers after ≥ 30 ms |");
+    println!("|---|---:|---:|---:|");
+    for (name, times) in [
+        (
+            "deputy-webhook serve (TCP_NODELAY on its listener)",
+            &first_deputy,
+        ),
+        ("floor: same stack without TCP_NODELAY", &first_floor),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} of {} |",
+            micros(times[times.len() / 2]),
+            micros(*times.last().expect("measured")),
+            times
+                .iter()
+                .filter(|t| **t >= Duration::from_millis(30))
+                .count(),
+            times.len()
+        );
+    }
     drop((deputy, floor, tmp));
+}
+
+/// Fresh connections measured by [`first_answers`].
+const NEW_CONNECTIONS: usize = 40;
+
+/// For each of [`NEW_CONNECTIONS`] new connections: the time from writing the first request
+/// (after the handshake) to its whole answer, sorted.
+fn first_answers(addr: std::net::SocketAddr, ca_pem: &str, body: &[u8]) -> Vec<Duration> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut request = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let mut times: Vec<Duration> = (0..NEW_CONNECTIONS)
+        .map(|_| {
+            let tcp = std::net::TcpStream::connect(addr).unwrap();
+            tcp.set_nodelay(true).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let name = ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(Arc::clone(&config), name).unwrap();
+            let mut stream = rustls::StreamOwned::new(conn, tcp);
+            while stream.conn.is_handshaking() {
+                stream.conn.complete_io(&mut stream.sock).unwrap();
+            }
+            let sent = Instant::now();
+            stream.write_all(&request).unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 16384];
+            loop {
+                let n = stream.read(&mut buf).unwrap();
+                assert!(n > 0, "closed before a whole answer");
+                answer.extend_from_slice(&buf[..n]);
+                if whole_answer(&answer) {
+                    break;
+                }
+            }
+            sent.elapsed()
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+/// Whether `answer` holds a whole HTTP/1.1 response with a `Content-Length` body.
+fn whole_answer(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let length = text[..head_end]
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    answer.len() >= head_end + 4 + length
 }
 
 fn micros(d: Duration) -> String {
