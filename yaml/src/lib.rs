@@ -298,6 +298,37 @@ mod tests {
         stream.documents.iter().map(Node::to_json).collect()
     }
 
+    /// Both shapes are in the Kubernetes documentation's own examples, and kubectl reads them.
+    #[test]
+    fn a_flow_sequence_closed_at_its_keys_column_is_read_as_kubectl_reads_it() {
+        let docs = yaml_json(
+            "spec:\n  containers:\n  - name: app\n    command: [\n      \"sh\", \"-c\"\n    ]\n    args: [\"x\"]\n",
+        );
+        assert_eq!(
+            docs,
+            [
+                json!({"spec": {"containers": [{"name": "app", "command": ["sh", "-c"], "args": ["x"]}]}})
+            ]
+        );
+    }
+
+    #[test]
+    fn an_escaped_single_quote_in_double_quotes_is_a_quote_as_in_go_yaml() {
+        // Non-ASCII before it: the scanner counts characters, the rewrite works on bytes.
+        let docs = yaml_json("é: \"ü\\'s\"\nb: ['a\\b', \"\\'\\'\"]\n");
+        assert_eq!(docs, [json!({"é": "ü's", "b": ["a\\b", "''"]})]);
+        // Any other unknown escape is still refused, with its line.
+        let err = parse("a: 1\nb: \"\\q\"\n").unwrap_err();
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("unknown escape"), "{err}");
+    }
+
+    #[test]
+    fn a_tag_go_yaml_does_not_know_makes_a_string() {
+        let docs = yaml_json("a: !Ref 12\nb: ! true\nc: !!int \"7\"\n");
+        assert_eq!(docs, [json!({"a": "12", "b": "true", "c": 7})]);
+    }
+
     #[test]
     fn plain_scalars_are_read_as_yaml_1_1_and_quoted_ones_as_strings() {
         let docs = yaml_json(

@@ -1,19 +1,56 @@
-//! Reading a stream into [`Node`]s: YAML through `saphyr-parser`'s events, with plain scalars
-//! typed by YAML 1.1 rules ([`super::resolve`]), anchors, aliases and `<<` merge keys; or JSON
-//! through `serde_json`'s stream reader.
+//! Reading a stream into [`Node`]s: YAML through `libyaml-safer`'s events (a port of libyaml,
+//! which go-yaml v2, and so kubectl, ports too: both scanners accept the same text), with plain
+//! scalars typed by YAML 1.1 rules ([`super::resolve`]), anchors, aliases and `<<` merge keys;
+//! or JSON through `serde_json`'s stream reader.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Cursor;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span, StrInput, Tag};
+use libyaml_safer::{Event, EventData, Mark, Parser, ScalarStyle};
 use serde_json::Number;
 
 use super::resolve::{resolve_plain, Plain};
 use super::{Node, ParseError};
 
+/// The prefix of the YAML core schema's tags (`!!str` is `tag:yaml.org,2002:str`).
+const CORE_TAG: &str = "tag:yaml.org,2002:";
+
 /// Reads every document of a YAML stream.
 pub(super) fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
+    let mut text = std::borrow::Cow::Borrowed(text);
+    for _ in 0..=MAX_ESCAPED_QUOTES {
+        match parse_events(&text) {
+            Err(Retry::EscapedQuote(at)) => text.to_mut().replace_range(at..at + 2, "'"),
+            Err(Retry::No(error)) => return Err(error),
+            Ok(documents) => return Ok(documents),
+        }
+    }
+    Err(ParseError {
+        document: 1,
+        line: None,
+        message: format!("more than {MAX_ESCAPED_QUOTES} \\' escapes"),
+    })
+}
+
+/// Each `\'` costs a parse of the stream up to it: far more than any manifest has, few enough
+/// that hostile input cannot make reading slow.
+const MAX_ESCAPED_QUOTES: usize = 256;
+
+/// Why a parse stopped.
+enum Retry {
+    /// `\'` inside a double-quoted scalar at this byte offset: go-yaml reads it as `'`, libyaml
+    /// refuses it. The one escape where the two differ, so it is rewritten to the same value.
+    EscapedQuote(usize),
+    /// A real error.
+    No(ParseError),
+}
+
+fn parse_events(text: &str) -> Result<Vec<Node>, Retry> {
+    let mut parser = Parser::new();
+    parser.set_input(Cursor::new(text.as_bytes()));
     let mut reader = Reader {
-        events: Parser::new_from_str(text),
+        text,
+        events: parser,
         anchors: HashMap::new(),
         document: 0,
         depth: 0,
@@ -21,18 +58,21 @@ pub(super) fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
     };
     let mut documents = Vec::new();
     loop {
-        let (event, _) = reader.next()?;
-        match event {
-            Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
-            Event::StreamEnd => return Ok(documents),
-            Event::DocumentStart(_) => {
+        let event = reader.next()?;
+        match event.data {
+            EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
+            EventData::StreamEnd => return Ok(documents),
+            EventData::DocumentStart { .. } => {
                 reader.document += 1;
                 reader.anchors.clear();
                 reader.expanded = 0;
-                let (event, span) = reader.next()?;
-                documents.push(reader.node(event, span)?);
+                let event = reader.next()?;
+                documents.push(reader.node(event)?);
             }
-            other => return Err(reader.error(None, format!("unexpected {other:?}"))),
+            other => {
+                let message = format!("unexpected {other:?}");
+                return Err(reader.error(Some(event.start_mark), message));
+            }
         }
     }
 }
@@ -62,9 +102,10 @@ const MAX_DEPTH: usize = 200;
 const MAX_ALIASED_NODES: usize = 1_000_000;
 
 struct Reader<'a> {
-    events: Parser<'a, StrInput<'a>>,
+    text: &'a str,
+    events: Parser<Cursor<&'a [u8]>>,
     /// Anchored nodes and their sizes in nodes.
-    anchors: HashMap<usize, (Node, usize)>,
+    anchors: HashMap<String, (Node, usize)>,
     document: usize,
     depth: usize,
     /// Nodes copied by aliases so far in this document.
@@ -77,59 +118,88 @@ enum Entry {
     Merge(Vec<(String, Node)>),
 }
 
-impl<'a> Reader<'a> {
-    fn next(&mut self) -> Result<(Event<'a>, Span), ParseError> {
-        match self.events.next() {
-            Some(Ok(event)) => Ok(event),
-            Some(Err(e)) => Err(ParseError {
+impl Reader<'_> {
+    fn next(&mut self) -> Result<Event, Retry> {
+        self.events.parse().map_err(|e| {
+            let mark = e.problem_mark();
+            if let Some(at) = mark.and_then(|m| self.escaped_quote(e.problem(), m)) {
+                return Retry::EscapedQuote(at);
+            }
+            let message = match e.context() {
+                Some(context) => format!("invalid YAML: {} {context}", e.problem()),
+                None => format!("invalid YAML: {}", e.problem()),
+            };
+            Retry::No(ParseError {
                 document: self.document.max(1),
-                line: Some(e.marker().line()),
-                message: format!("invalid YAML: {}", e.info()),
-            }),
-            None => Err(self.error(None, "unexpected end of input".into())),
-        }
+                line: mark.map(line_of),
+                message,
+            })
+        })
     }
 
-    fn error(&self, span: Option<Span>, message: String) -> ParseError {
-        ParseError {
+    /// The byte offset of a `\'` that libyaml refused as an unknown escape, if that is what
+    /// stopped it.
+    fn escaped_quote(&self, problem: &str, mark: Mark) -> Option<usize> {
+        if !problem.contains("unknown escape character") {
+            return None;
+        }
+        // The mark's index counts bytes (its column counts characters).
+        let at = usize::try_from(mark.index).ok()?;
+        self.text
+            .get(at..)
+            .is_some_and(|rest| rest.starts_with("\\'"))
+            .then_some(at)
+    }
+
+    fn error(&self, mark: Option<Mark>, message: String) -> Retry {
+        Retry::No(ParseError {
             document: self.document.max(1),
-            line: span.map(|s| s.start.line()),
+            line: mark.map(line_of),
             message,
-        }
+        })
     }
 
-    fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, ParseError> {
-        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) {
+    fn node(&mut self, event: Event) -> Result<Node, Retry> {
+        let span = event.start_mark;
+        if matches!(
+            event.data,
+            EventData::SequenceStart { .. } | EventData::MappingStart { .. }
+        ) {
             self.depth += 1;
             if self.depth > MAX_DEPTH {
                 let message = format!("nested deeper than {MAX_DEPTH} levels");
                 return Err(self.error(Some(span), message));
             }
         }
-        let node = self.node_inner(event, span);
+        let node = self.node_inner(event);
         self.depth = self.depth.saturating_sub(1);
         node
     }
 
-    fn node_inner(&mut self, event: Event<'a>, span: Span) -> Result<Node, ParseError> {
-        let (node, anchor) = match event {
-            Event::Scalar(text, style, anchor, tag) => {
-                (self.scalar(&text, style, tag.as_deref(), span)?, anchor)
-            }
-            Event::SequenceStart(anchor, _) => {
+    fn node_inner(&mut self, event: Event) -> Result<Node, Retry> {
+        let span = event.start_mark;
+        let (node, anchor) = match event.data {
+            EventData::Scalar {
+                value,
+                style,
+                anchor,
+                tag,
+                ..
+            } => (self.scalar(&value, style, tag.as_deref(), span)?, anchor),
+            EventData::SequenceStart { anchor, .. } => {
                 let mut items = Vec::new();
                 loop {
-                    let (event, span) = self.next()?;
-                    if matches!(event, Event::SequenceEnd) {
+                    let event = self.next()?;
+                    if matches!(event.data, EventData::SequenceEnd) {
                         break;
                     }
-                    items.push(self.node(event, span)?);
+                    items.push(self.node(event)?);
                 }
                 (Node::Seq(items), anchor)
             }
-            Event::MappingStart(anchor, _) => (self.mapping()?, anchor),
-            Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id) else {
+            EventData::MappingStart { anchor, .. } => (self.mapping()?, anchor),
+            EventData::Alias { anchor } => {
+                let Some((node, size)) = self.anchors.get(&anchor) else {
                     return Err(self.error(Some(span), "alias to an unknown anchor".into()));
                 };
                 self.expanded += size;
@@ -141,25 +211,30 @@ impl<'a> Reader<'a> {
             }
             other => return Err(self.error(Some(span), format!("unexpected {other:?}"))),
         };
-        if anchor != 0 {
-            self.anchors.insert(anchor, (node.clone(), size(&node)));
+        if let Some(anchor) = anchor {
+            let size = size(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         Ok(node)
     }
 
-    fn mapping(&mut self) -> Result<Node, ParseError> {
+    fn mapping(&mut self) -> Result<Node, Retry> {
         let mut entries = Vec::new();
         let mut explicit = HashSet::new();
         loop {
-            let (event, span) = self.next()?;
-            if matches!(event, Event::MappingEnd) {
+            let event = self.next()?;
+            if matches!(event.data, EventData::MappingEnd) {
                 break;
             }
-            let merge =
-                matches!(&event, Event::Scalar(t, ScalarStyle::Plain, _, None) if t == "<<");
-            let key = self.node(event, span)?;
-            let (event, value_span) = self.next()?;
-            let value = self.node(event, value_span)?;
+            let span = event.start_mark;
+            let merge = matches!(
+                &event.data,
+                EventData::Scalar { value, style: ScalarStyle::Plain, tag: None, .. } if value == "<<"
+            );
+            let key = self.node(event)?;
+            let event = self.next()?;
+            let value_span = event.start_mark;
+            let value = self.node(event)?;
             if merge {
                 entries.push(Entry::Merge(self.merged(value, value_span)?));
                 continue;
@@ -189,7 +264,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The pairs a `<<` value brings in: a mapping, or a sequence of mappings.
-    fn merged(&self, value: Node, span: Span) -> Result<Vec<(String, Node)>, ParseError> {
+    fn merged(&self, value: Node, span: Mark) -> Result<Vec<(String, Node)>, Retry> {
         let not_mapping = || {
             self.error(
                 Some(span),
@@ -217,7 +292,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A mapping key as Kubernetes' YAML-to-JSON conversion writes it (`on:` becomes `"true"`).
-    fn key(&self, key: Node, span: Span) -> Result<String, ParseError> {
+    fn key(&self, key: Node, span: Mark) -> Result<String, Retry> {
         match key {
             Node::String(s) => Ok(s),
             Node::Bool(b) => Ok(b.to_string()),
@@ -234,17 +309,16 @@ impl<'a> Reader<'a> {
         &self,
         text: &str,
         style: ScalarStyle,
-        tag: Option<&Tag>,
-        span: Span,
-    ) -> Result<Node, ParseError> {
-        let core = tag
-            .filter(|t| t.is_yaml_core_schema())
-            .map(|t| t.suffix.as_str());
-        let resolved = match core {
-            Some("str" | "binary" | "timestamp") => Plain::Str,
-            Some(_) => resolve_plain(text),
-            None if style == ScalarStyle::Plain => resolve_plain(text),
-            None => Plain::Str,
+        tag: Option<&str>,
+        span: Mark,
+    ) -> Result<Node, Retry> {
+        let core = tag.and_then(|t| t.strip_prefix(CORE_TAG));
+        let resolved = match (tag, core) {
+            (_, Some("str" | "binary" | "timestamp")) => Plain::Str,
+            (_, Some(_)) => resolve_plain(text),
+            (None, None) if style == ScalarStyle::Plain => resolve_plain(text),
+            // Quoted, or a tag of no schema go-yaml knows (`!`, `!Ref`): a string, as in kubectl.
+            _ => Plain::Str,
         };
         let fits_tag = match core {
             Some("int") => matches!(resolved, Plain::Int(_) | Plain::UInt(_)),
@@ -258,7 +332,7 @@ impl<'a> Reader<'a> {
                 Some(span),
                 format!(
                     "{text:?} does not match its tag {}",
-                    tag.map(ToString::to_string).unwrap_or_default()
+                    tag.unwrap_or_default()
                 ),
             ));
         }
@@ -296,4 +370,9 @@ fn size(node: &Node) -> usize {
         Node::Map(entries) => entries.iter().map(|(_, v)| size(v)).sum(),
         _ => 0,
     }
+}
+
+/// A mark's 1-based line.
+fn line_of(mark: Mark) -> usize {
+    usize::try_from(mark.line).map_or(usize::MAX, |l| l.saturating_add(1))
 }

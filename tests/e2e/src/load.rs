@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// Connect and read deadlines of one request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -156,13 +157,54 @@ impl Failure {
 }
 
 fn connect(target: SocketAddr) -> Result<BufReader<TcpStream>, Failure> {
-    let stream =
-        TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).map_err(|e| Failure::io(&e, true))?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| Failure::io(&e, true))?;
+    if let Err(err) = socket.connect_timeout(&target.into(), CONNECT_TIMEOUT) {
+        let mut failure = Failure::io(&err, true);
+        if failure.kind == "timeout" {
+            // Where the kernel sent the unanswered SYN: the connection tracking entry of this
+            // source port names the Pod its DNAT chose, and the entry's state.
+            let port = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map(|a| a.port());
+            if let Some(port) = port {
+                failure.detail = format!(
+                    "{} from port {port}; {}",
+                    failure.detail,
+                    conntrack_of(port)
+                );
+            }
+        }
+        return Err(failure);
+    }
+    let stream: TcpStream = socket.into();
     stream
         .set_read_timeout(Some(READ_TIMEOUT))
         .and_then(|()| stream.set_nodelay(true))
         .map_err(|e| Failure::io(&e, true))?;
     Ok(BufReader::new(stream))
+}
+
+/// The connection tracking entries of TCP source port `port`, as `conntrack -L` prints them.
+fn conntrack_of(port: u16) -> String {
+    match std::process::Command::new("conntrack")
+        .args(["-L", "-p", "tcp", "--orig-port-src", &port.to_string()])
+        .output()
+    {
+        Ok(out) => format!(
+            "conntrack: {}",
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .replace('\n', " | ")
+        ),
+        Err(err) => format!("conntrack not run: {err}"),
+    }
 }
 
 /// One request over a kept connection, opened if there is none; a kept connection found closed
