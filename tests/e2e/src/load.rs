@@ -11,7 +11,9 @@
 //!   connection: the request is idempotent (GET) and the server never saw it.
 //!
 //! A request fails when it is refused, reset, times out, or gets a status other than 200. The
-//! tool never retries anything else; it counts and reports.
+//! tool never retries anything else; it counts and reports. A connect timeout also names the Pod
+//! address the Service's DNAT sent the unanswered SYN to (from the connection tracking entry of
+//! its source port), so a test can tell a SYN lost to a terminating Pod from one lost elsewhere.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -70,11 +72,16 @@ struct Tally {
     retried: u64,
     failures: BTreeMap<&'static str, u64>,
     backends: BTreeMap<String, u64>,
+    /// Timeouts by the Pod address the SYN was sent to (`unknown` when that is not known,
+    /// and for every timeout after the connection was made).
+    timeouts_to: BTreeMap<String, u64>,
     errors: Vec<String>,
 }
 
 /// Runs `plan` until `stop` is set; returns the summary as JSON (`requests`, `ok`, `failed`,
-/// `recovered_by_retry` (keep-alive requests saved by the one retry), `failures` by kind, `backends` by answering Pod, the first `errors`).
+/// `recovered_by_retry` (keep-alive requests saved by the one retry), `failures` by kind,
+/// `backends` by answering Pod, `timeouts_to` by the Pod address a timed-out request was sent
+/// to, the first `errors`).
 pub fn run(plan: &LoadPlan, stop: &AtomicBool) -> Value {
     let started = Instant::now();
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -95,6 +102,7 @@ pub fn run(plan: &LoadPlan, stop: &AtomicBool) -> Value {
         "recovered_by_retry": tally.retried,
         "failures": tally.failures,
         "backends": tally.backends,
+        "timeouts_to": tally.timeouts_to,
         "errors": tally.errors,
     })
 }
@@ -116,6 +124,10 @@ fn worker(plan: &LoadPlan, stop: &AtomicBool, started: Instant, tally: &Mutex<Ta
             }
             Err(failure) => {
                 *t.failures.entry(failure.kind).or_default() += 1;
+                if failure.kind == "timeout" {
+                    let to = failure.sent_to.as_deref().unwrap_or("unknown");
+                    *t.timeouts_to.entry(to.to_owned()).or_default() += 1;
+                }
                 if t.errors.len() < KEEP_ERRORS {
                     let at = started.elapsed().as_secs_f64();
                     t.errors
@@ -135,6 +147,8 @@ struct Failure {
     detail: String,
     /// Nothing of an answer arrived (so a reused connection may be retried).
     before_answer: bool,
+    /// Where the Service's DNAT sent the connection (known for connect timeouts).
+    sent_to: Option<String>,
 }
 
 impl Failure {
@@ -152,6 +166,7 @@ impl Failure {
             kind,
             detail: err.to_string(),
             before_answer,
+            sent_to: None,
         }
     }
 }
@@ -174,11 +189,9 @@ fn connect(target: SocketAddr) -> Result<BufReader<TcpStream>, Failure> {
                 .and_then(|a| a.as_socket())
                 .map(|a| a.port());
             if let Some(port) = port {
-                failure.detail = format!(
-                    "{} from port {port}; {}",
-                    failure.detail,
-                    conntrack_of(port)
-                );
+                let entries = conntrack_of(port);
+                failure.sent_to = dnat_destination(&entries);
+                failure.detail = format!("{} from port {port}; {entries}", failure.detail);
             }
         }
         return Err(failure);
@@ -205,6 +218,22 @@ fn conntrack_of(port: u16) -> String {
         ),
         Err(err) => format!("conntrack not run: {err}"),
     }
+}
+
+/// The address the DNAT chose, from a `conntrack -L` entry: the reply direction's source, the
+/// second `src=` of the line (`tcp 6 118 SYN_SENT src=<node> dst=<ClusterIP> sport=.. dport=80
+/// [UNREPLIED] src=<Pod> dst=<node> ...`). None unless exactly one entry names one.
+fn dnat_destination(entries: &str) -> Option<String> {
+    let body = entries.strip_prefix("conntrack: ")?;
+    let mut lines = body.split(" | ").filter(|l| !l.trim().is_empty());
+    let line = lines.next()?;
+    if lines.next().is_some() {
+        return None;
+    }
+    line.split_whitespace()
+        .filter_map(|field| field.strip_prefix("src="))
+        .nth(1)
+        .map(str::to_owned)
 }
 
 /// One request over a kept connection, opened if there is none; a kept connection found closed
@@ -249,6 +278,7 @@ fn request(
                 kind: failure.kind,
                 detail: std::mem::take(&mut failure.detail),
                 before_answer: true,
+                sent_to: failure.sent_to.take(),
             })
         }
     };
@@ -307,6 +337,7 @@ fn request(
             },
             detail: status_line.trim_end().to_owned(),
             before_answer: false,
+            sent_to: None,
         });
     }
     let body = String::from_utf8_lossy(&body);
@@ -316,4 +347,23 @@ fn request(
         .unwrap_or(body.trim())
         .to_owned();
     Ok((pod, !close))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dnat_destination;
+
+    #[test]
+    fn the_dnat_destination_is_the_reply_directions_source() {
+        let entry = "conntrack: tcp      6 118 SYN_SENT src=198.18.0.2 dst=198.19.0.204 sport=58068 dport=80 [UNREPLIED] src=198.18.128.10 dst=198.18.128.1 sport=8080 dport=51181 mark=0 use=1";
+        assert_eq!(dnat_destination(entry).as_deref(), Some("198.18.128.10"));
+    }
+
+    #[test]
+    fn no_entry_or_several_entries_name_no_destination() {
+        assert_eq!(dnat_destination("conntrack: "), None);
+        assert_eq!(dnat_destination("conntrack not run: No such file"), None);
+        let two = "conntrack: tcp 6 1 SYN_SENT src=a dst=b src=c dst=d | tcp 6 1 SYN_SENT src=a dst=b src=e dst=d";
+        assert_eq!(dnat_destination(two), None);
+    }
 }
