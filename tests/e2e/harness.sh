@@ -12,6 +12,9 @@
 #                       print the suite's cargo target directory (one per checkout)
 #   harness.sh image NAME USER ROOTFS_DIR ENTRYPOINT_JSON [CMD_JSON]
 #                       write an OCI image from a directory and import it into the running node
+#   harness.sh tool helm|actionlint
+#                       build or reuse that Go tool (from its wrapper module modules/<name>-<version>/)
+#                       and print the path of its binary
 #   harness.sh cert-manager up|down
 #                       build or reuse cert-manager, apply its CRDs and run its controller and
 #                       cainjector on the running node (`test` does this); down stops them and
@@ -256,6 +259,21 @@ cmd_image() {
 	log "imported $1 into the node"
 }
 
+# cmd_tool NAME: the Go tools the chart tests and make lint run, built like the lane's binaries.
+cmd_tool() {
+	local name=${1:-} pkg mod version
+	case $name in
+	helm) pkg=helm.sh/helm/v4/cmd/helm ;;
+	actionlint) pkg=github.com/rhysd/actionlint/cmd/actionlint ;;
+	*) die "usage: harness.sh tool helm|actionlint" ;;
+	esac
+	mod=$(find "$E2E_DIR/modules" -maxdepth 1 -type d -name "$name-v*" | sort | tail -1)
+	[[ -n $mod ]] || die "no wrapper module modules/$name-<version>/"
+	version=${mod##*/"$name"-}
+	build_go "$name" "$version" "$CACHE_DIR/$name-$version" 0 "" "$pkg" >&2
+	echo "$CACHE_DIR/$name-$version/$name"
+}
+
 main() {
 	case ${1:-} in
 	up | test | build) use_e2e_target ;;
@@ -272,12 +290,16 @@ main() {
 		cmd_cert_manager "$@"
 		;;
 	deps) ensure_prereqs ;;
+	tool)
+		shift
+		cmd_tool "$@"
+		;;
 	image)
 		shift
 		cmd_image "$@"
 		;;
 	*)
-		sed -n '2,18s/^# \{0,1\}//p' "$0" >&2
+		sed -n '2,21s/^# \{0,1\}//p' "$0" >&2
 		exit 2
 		;;
 	esac

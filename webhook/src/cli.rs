@@ -58,6 +58,21 @@ enum Command {
     /// Inject manifests offline: read YAML or JSON (Pods, workloads, Lists), write them back
     /// with every pod template mutated; warnings on stderr.
     Inject(InjectArgs),
+    /// Ask the API server for a dry-run Pod opted in by label, and check that it came back
+    /// injected: the whole path a Pod takes, from inside the cluster (`helm test` runs it).
+    SelfTest(SelfTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SelfTestArgs {
+    /// Where the dry-run Pod is created: a namespace labelled neither
+    /// `k8s-deputy.io/inject=enabled` nor `disabled`, where the service account may create Pods.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+
+    /// The dry-run Pod's image (never pulled: nothing runs).
+    #[arg(long, default_value = "registry.k8s.io/pause:3.10")]
+    image: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -269,6 +284,18 @@ impl Args {
         match command {
             Command::Serve(args) => crate::server::run((*args).into_config().map_err(Invalid)?),
             Command::Inject(args) => args.run(),
+            Command::SelfTest(args) => {
+                let injected = crate::selftest::run(&args.namespace, &args.image)?;
+                println!(
+                    "a dry-run Pod in namespace {} was injected: {}: {}; init containers {:?}; preStop {:?}",
+                    args.namespace,
+                    crate::config::keys::STATUS,
+                    injected.status,
+                    injected.init_containers,
+                    injected.prestop
+                );
+                Ok(())
+            }
         }
     }
 }

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod mutate;
 pub mod readiness;
 pub mod selfsigned;
+pub mod selftest;
 pub mod server;
 pub mod tls;

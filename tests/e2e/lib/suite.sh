@@ -17,7 +17,7 @@ cmd_test() {
 		printf '%s\n' "$missing" >&2
 		log "SKIPPING the e2e suite: the node cannot run on this machine (see above)"
 		command -v cargo >/dev/null || die "missing: cargo, so not even the skipping tests can run"
-		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test cert_manager --test deputy --test deputy_ops --test drain)
+		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test cert_manager --test deputy --test deputy_ops --test drain --test chart)
 		return 0
 	fi
 	[[ -z ${missing:-} ]] || printf '%s\n' "$missing" >&2
@@ -48,7 +48,7 @@ cmd_test() {
 	# tests/node.rs proves the node; tests/manifests.rs and tests/cert_manager.rs the manifests
 	# (the cert-manager overlay with cert-manager running); tests/deputy.rs proves k8s-deputy on
 	# it; tests/deputy_ops/ its operation (skips, reinvocation, outage, certificate rotation,
-	# rolling update, benchmark); tests/drain.rs the drain (no request lost). All run, whatever the first says. The tests record what they
+	# rolling update, benchmark); tests/drain.rs the drain (no request lost); tests/chart.rs the Helm chart. All run, whatever the first says. The tests record what they
 	# measure as JSON lines in $figures (src/figures.rs), summarised from there at the end.
 	local figures=$LOGS/e2e-figures.jsonl rc=0
 	: >"$figures"
@@ -61,6 +61,13 @@ cmd_test() {
 	suite_run node -- --test-threads=3
 	suite_run manifests --
 	[[ $suite == core ]] || suite_run cert_manager --
+	# tests/chart.rs: the Helm chart with real Helm (lint, schema, same objects as the overlays,
+	# and a release installed, tested, upgraded under Pod creation and uninstalled).
+	if [[ $suite == full ]]; then
+		E2E_HELM=$(cmd_tool helm) || die "cannot build helm (see above)"
+		export E2E_HELM
+		suite_run chart --
+	fi
 	suite_run deputy -- --test-threads=5
 	# The tests that take the webhook down or rotate its certificate lock out the others themselves.
 	suite_run deputy_ops -- --test-threads=4 "${ops_filter[@]}"

@@ -6,6 +6,7 @@
 //! Without it a test skips loudly, unless `E2E_REQUIRED` is set (as `harness.sh test` and CI
 //! do), in which case it fails.
 
+pub mod chart;
 pub mod deputy;
 pub mod figures;
 pub mod injection;
