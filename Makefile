@@ -1,12 +1,11 @@
 # The handful of commands the README names. Target names are a contract: other tooling calls them.
 SHELL := /bin/bash
 CARGO ?= cargo
-TARGET_DIR := target/x86_64-unknown-linux-gnu
 # The e2e suite's cargo target lives outside the repo, one per checkout (tests/e2e/harness.sh
 # says why and where).
 E2E_TARGET ?= $(shell tests/e2e/harness.sh target-dir)
 
-.PHONY: all build test lint deps bench bench-agent bench-webhook demo e2e-up e2e-down e2e-test e2e-deploy e2e-lanes
+.PHONY: all build build-x86_64 build-aarch64 test-arm64 test lint deps bench bench-agent bench-webhook demo e2e-up e2e-down e2e-test e2e-deploy e2e-lanes
 
 all: build
 
@@ -14,27 +13,48 @@ all: build
 deps:
 	@scripts/install-deps.sh
 
-## build: the static release binaries
-build:
-	$(CARGO) build --release -p deputy-agent
-	@ls -l $(TARGET_DIR)/release/deputy-agent
+## build: the static release binaries of deputy-agent and deputy-webhook for linux/amd64 and
+## linux/arm64, in target/x86_64-unknown-linux-gnu/release/ and
+## target/aarch64-unknown-linux-gnu/release/ (a contract); the two builds run at once
+build: deps
+	@$(MAKE) --no-print-directory -j2 build-x86_64 build-aarch64
+	@ls -l target/*-unknown-linux-gnu/release/deputy-agent target/*-unknown-linux-gnu/release/deputy-webhook
 
-## lint: formatting and clippy, as CI checks them (the e2e crate is its own workspace), and
-## shellcheck (Debian's package, installed by make deps) on every shell script
+## build-x86_64: the amd64 build (the same commands as scripts/e2e-deploy.sh, so neither
+## invalidates the other's)
+build-x86_64:
+	$(CARGO) build --release -p deputy-agent --all-features --bins --examples
+	$(CARGO) build --release -p deputy-webhook
+
+## build-aarch64: the arm64 cross build in a Debian trixie root (scripts/cross.sh)
+build-aarch64:
+	@scripts/cross.sh build
+
+## test-arm64: the arm64 builds under qemu-user (scripts/test-arm64.sh; needs make build)
+test-arm64: deps
+	@scripts/test-arm64.sh
+
+## lint: formatting and clippy, as CI checks them (the e2e crate is its own workspace),
+## shellcheck (Debian's package, installed by make deps) on every shell script, and actionlint
+## (built from its Go module, tests/e2e/modules/actionlint-*) on the GitHub workflows, their
+## run: scripts through shellcheck
 lint: deps
 	shellcheck -x -P SCRIPTDIR $$(git ls-files '*.sh' 2>/dev/null || find . -name '*.sh' -not -path './target/*')
+	"$$(tests/e2e/harness.sh tool actionlint)" -no-color
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 	cd tests/e2e && $(CARGO) fmt --all -- --check
 	cd tests/e2e && CARGO_TARGET_DIR=$(E2E_TARGET) $(CARGO) clippy --all-targets -- -D warnings
 
-## test: every test of the project (what CI runs through .ci/run): lint, the agent's, the
-## webhook's and the YAML crate's tests, then the end-to-end suite on real local Kubernetes
+## test: every test of the project (what CI runs through .ci/run): lint, both architectures'
+## builds, the agent's, the webhook's and the YAML crate's tests, the arm64 builds under
+## qemu-user, then the end-to-end suite on real local Kubernetes
 ## nodes: the whole suite on the newest lane, the core suite on the oldest, each node torn
 ## down (and the host verified restored) before the next starts, also on failure
 test: deps lint
-	$(CARGO) build --release -p deputy-agent
+	@$(MAKE) --no-print-directory build
 	$(CARGO) test --workspace --all-features
+	@scripts/test-arm64.sh
 	$(MAKE) e2e-lanes
 
 ## e2e-lanes: the e2e suite on every lane CI proves (tests/e2e/lib/lanes.sh)

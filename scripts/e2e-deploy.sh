@@ -26,6 +26,15 @@ if [[ $cluster != kind ]]; then
 	cargo build --release -p deputy-agent --all-features --bins --examples >&2
 	cargo build --release -p deputy-webhook >&2
 	bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release
+	# The agent and webhook images are multi-platform (an OCI image index: linux/amd64 and
+	# linux/arm64, as a release pushes them); the node imports the index and runs its amd64
+	# entry. DEPUTY_ARCHES=amd64 skips the arm64 cross build (a quicker loop by hand).
+	arches=${DEPUTY_ARCHES:-amd64 arm64}
+	arm_bin=$root/target/aarch64-unknown-linux-gnu/release
+	if [[ $arches == *arm64* ]]; then
+		log "building the linux/arm64 binaries (scripts/cross.sh; a no-op when up to date)"
+		scripts/cross.sh build
+	fi
 
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' EXIT
@@ -35,13 +44,21 @@ if [[ $cluster != kind ]]; then
 	ln -s ../run "$work/demo/var/run"
 	install -m 0755 "$bin/deputy-agent" "$work/agent/deputy-agent"
 	install -m 0755 "$bin/deputy-webhook" "$work/webhook/deputy-webhook"
+	agent_root=$work/agent webhook_root=$work/webhook
+	if [[ $arches == *arm64* ]]; then
+		mkdir -p "$work/agent-arm64" "$work/webhook-arm64"
+		install -m 0755 "$arm_bin/deputy-agent" "$work/agent-arm64/deputy-agent"
+		install -m 0755 "$arm_bin/deputy-webhook" "$work/webhook-arm64/deputy-webhook"
+		agent_root=amd64=$work/agent,arm64=$work/agent-arm64
+		webhook_root=amd64=$work/webhook,arm64=$work/webhook-arm64
+	fi
 	busybox=$(command -v busybox)
 	install -m 0755 "$busybox" "$work/demo/bin/busybox"
 	for applet in sh sleep echo cat ls kill true false date ps; do ln -s busybox "$work/demo/bin/$applet"; done
 	install -m 0755 "$bin/examples/deputy-app" "$bin/examples/julia-like" "$bin/examples/http-app" images/demo/shell-app.sh "$work/demo/app/"
 
-	tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$work/agent" '["/deputy-agent"]' >&2
-	tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$work/webhook" '["/deputy-webhook"]' >&2
+	tests/e2e/harness.sh image localhost/deputy-agent:e2e 65532 "$agent_root" '["/deputy-agent"]' >&2
+	tests/e2e/harness.sh image localhost/deputy-webhook:e2e 65532 "$webhook_root" '["/deputy-webhook"]' >&2
 	tests/e2e/harness.sh image localhost/deputy-demo:e2e 65532 "$work/demo" '["/app/deputy-app"]' >&2
 else
 	bin=${CARGO_TARGET_DIR:-$root/target}/x86_64-unknown-linux-gnu/release

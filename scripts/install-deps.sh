@@ -5,6 +5,9 @@
 # - util-linux: unshare and setpriv for the PID-namespace and mount-namespace tests.
 # - openssl: the e2e harness writes the node's PKI with it.
 # - shellcheck: `make lint` checks every shell script with it.
+# - debootstrap: scripts/cross.sh installs the trixie root of the arm64 cross build with it.
+# - qemu-user-static: runs the arm64 binaries in `make test` (scripts/test-arm64.sh), called
+#   by path (no binfmt_misc registration needed).
 # - python3 is on the machine already (the README's Python example is tested with it).
 set -euo pipefail
 need=()
@@ -13,6 +16,8 @@ command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

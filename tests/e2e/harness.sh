@@ -256,7 +256,14 @@ cmd_image() {
 	file=$(tr -c 'A-Za-z0-9.\n-' '_' <<<"$1")
 	make_image "$3" "$file" "$1" "$2" "$4" "${5:-null}"
 	import_image "$IMG_CACHE/$file.tar"
-	log "imported $1 into the node"
+	# The image containerd now holds lists every platform written (a multi-platform image is
+	# imported whole; the node unpacks and runs its own, amd64).
+	local listed arch
+	listed=$("$CTRD_BIN/ctr" --address "$CTRD_SOCK" -n k8s.io images ls "name==$1" | sed -n 2p)
+	for arch in $(tr ',' '\n' <<<"$3" | sed -n 's/=.*//p'); do
+		[[ $listed == *"linux/$arch"* ]] || die "containerd lists $1 without linux/$arch: $listed"
+	done
+	log "imported $1 into the node: $(grep -o 'linux/[^ ]*' <<<"$listed")"
 }
 
 # cmd_tool NAME: the Go tools the chart tests and make lint run, built like the lane's binaries.

@@ -2,7 +2,9 @@
 //! the `--config` file (settings shared by `serve` and `inject`).
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+
+mod under_test;
 
 const POD: &str = "\
 apiVersion: v1
@@ -17,7 +19,7 @@ spec:
 ";
 
 fn deputy(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_deputy-webhook"));
+    let mut command = under_test::webhook_command();
     command
         .args(args)
         .stdin(Stdio::piped())

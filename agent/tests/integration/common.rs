@@ -11,22 +11,100 @@ use std::time::{Duration, Instant};
 /// Generous deadline for things that normally take milliseconds (a loaded 2-core CI box).
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
-/// The `deputy-agent` binary under test.
+/// Another build of the agent to test instead of cargo's: `DEPUTY_AGENT_UNDER_TEST=DIR` names a
+/// directory with `deputy-agent` and `examples/deputy-app`, and `DEPUTY_AGENT_RUNNER` the
+/// emulator that runs them (`scripts/test-arm64.sh`: the aarch64 builds under qemu-user).
+fn under_test() -> Option<&'static Path> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os("DEPUTY_AGENT_UNDER_TEST").map(PathBuf::from))
+        .as_deref()
+}
+
+/// The emulator the binaries under test need (`DEPUTY_AGENT_RUNNER`), if any.
+pub fn runner() -> Option<PathBuf> {
+    std::env::var_os("DEPUTY_AGENT_RUNNER").map(PathBuf::from)
+}
+
+/// The agent executable itself (what `install` must copy byte for byte).
+pub fn agent_binary() -> PathBuf {
+    match under_test() {
+        Some(dir) => dir.join("deputy-agent"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_deputy-agent")),
+    }
+}
+
+/// A program that runs the executable `binary` of the build under test: itself, or a wrapper
+/// script in `<under test>/runner-wrappers/` that execs it under the runner (same PID, so PID 1
+/// stays PID 1), for the tests that hand the path to other programs (unshare, nsenter, sh).
+fn runnable(binary: &Path) -> PathBuf {
+    let (Some(runner), Some(dir)) = (runner(), under_test()) else {
+        return binary.to_path_buf();
+    };
+    let name = binary
+        .strip_prefix(dir)
+        .unwrap_or(binary)
+        .to_string_lossy()
+        .replace('/', "_");
+    let wrappers = dir.join("runner-wrappers");
+    std::fs::create_dir_all(&wrappers).expect("the wrappers' directory");
+    let wrapper = wrappers.join(name);
+    let script = format!(
+        "#!/bin/sh\nexec {} {} \"$@\"\n",
+        runner.display(),
+        binary.display()
+    );
+    if std::fs::read_to_string(&wrapper).ok().as_deref() != Some(script.as_str()) {
+        let tmp = wrappers.join(format!(
+            ".{}.{}",
+            wrapper.file_name().unwrap().to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, &script).expect("write a wrapper");
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make it executable");
+        std::fs::rename(&tmp, &wrapper).expect("put the wrapper in place");
+    }
+    wrapper
+}
+
+/// A command running the executable `binary`, a build of this crate (under the runner, if
+/// there is one).
+pub fn run_binary(binary: &Path) -> Command {
+    match runner() {
+        Some(runner) => {
+            let mut command = Command::new(runner);
+            command.arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    }
+}
+
+/// The `deputy-agent` binary under test, as a program to run.
 pub fn agent() -> &'static str {
-    env!("CARGO_BIN_EXE_deputy-agent")
+    static AGENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| runnable(&agent_binary()).to_string_lossy().into_owned())
 }
 
 /// The example app (`cargo test` builds examples next to the test's `deps` directory).
 pub fn example_app() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let dir = match under_test() {
+        Some(dir) => dir.to_path_buf(),
+        None => {
+            let exe = std::env::current_exe().expect("current_exe");
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        }
+    };
     let app = dir.join("examples").join("deputy-app");
     assert!(
         app.exists(),
         "{} is missing: run the tests with `cargo test --all-features` (which builds examples)",
         app.display()
     );
-    app
+    runnable(&app)
 }
 
 /// A fresh IPC directory, removed on drop.

@@ -16,7 +16,7 @@ fn install_copies_an_identical_executable_and_is_idempotent() {
     let installed = dir.path().join("deputy-agent");
     assert_eq!(
         std::fs::read(&installed).unwrap(),
-        std::fs::read(agent()).unwrap()
+        std::fs::read(agent_binary()).unwrap()
     );
     assert_eq!(
         std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
@@ -27,7 +27,7 @@ fn install_copies_an_identical_executable_and_is_idempotent() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["deputy-agent"], "no temporary file is left behind");
-    let out = Command::new(&installed).arg("--version").output().unwrap();
+    let out = run_binary(&installed).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("deputy-agent "));
 }
 
@@ -69,12 +69,20 @@ fn the_binary_runs_in_a_root_that_holds_nothing_but_itself() {
     require!("root" => is_root(), "unshare" => have("unshare"), "chroot" => have("chroot"));
     // Like a scratch image: no libc, no loader, no shell, no /tmp, no /etc; only /proc, as
     // every container has.
+    // An emulated build brings its emulator (a static binary too) and nothing else.
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
-    std::fs::copy(agent(), r.join("deputy-agent")).unwrap();
+    std::fs::copy(agent_binary(), r.join("deputy-agent")).unwrap();
     for sub in ["proc", "ipc", "bin"] {
         std::fs::create_dir(r.join(sub)).unwrap();
     }
+    let emulator: Vec<&str> = match runner() {
+        Some(runner) => {
+            std::fs::copy(&runner, r.join("emulator")).unwrap();
+            vec!["/emulator"]
+        }
+        None => vec![],
+    };
     let in_root = |args: &[&str]| {
         let out = Command::new("unshare")
             .args([
@@ -85,6 +93,7 @@ fn the_binary_runs_in_a_root_that_holds_nothing_but_itself() {
                 "chroot",
             ])
             .arg(r)
+            .args(&emulator)
             .arg("/deputy-agent")
             .args(args)
             .env_clear()
@@ -104,7 +113,10 @@ fn the_binary_runs_in_a_root_that_holds_nothing_but_itself() {
     let (code, out) = in_root(&["terminate"]);
     assert_eq!(code, Some(0), "{out}");
     // `run` as PID 1 supervising `status`, which sees run registered as the entrypoint.
-    let (code, out) = in_root(&["run", "--", "/bin/deputy-agent", "status"]);
+    let mut supervised = vec!["run", "--"];
+    supervised.extend(&emulator);
+    supervised.extend(["/bin/deputy-agent", "status"]);
+    let (code, out) = in_root(&supervised);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("entrypoint: PID 1"), "{out}");
 }

@@ -28,11 +28,16 @@ build_images() {
 	rm -rf "$work"
 }
 
-# make_image ROOTFS FILE NAME USER ENTRYPOINT [CMD]: writes $IMG_CACHE/FILE.tar when its inputs changed.
+# make_image ROOTFS FILE NAME USER ENTRYPOINT [CMD]: writes $IMG_CACHE/FILE.tar when its inputs
+# changed. ROOTFS is a directory or ARCH=DIR,... (a multi-platform image, lib/oci-image.sh).
 make_image() {
-	local rootfs=$1 file=$2 name=$3 user=$4 ep=$5 cmd=${6:-null} key
+	local rootfs=$1 file=$2 name=$3 user=$4 ep=$5 cmd=${6:-null} key dirs dir
+	IFS=, read -r -a dirs <<<"$rootfs"
 	key=$({
-		tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$rootfs" -cf - . | sha256sum
+		for dir in "${dirs[@]}"; do
+			[[ $dir != *=* ]] || echo "${dir%%=*}"
+			tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "${dir#*=}" -cf - . | sha256sum
+		done
 		cat "$E2E_DIR/lib/oci-image.sh"
 		echo "$name $user $ep $cmd"
 	} | sha256sum | cut -d' ' -f1)

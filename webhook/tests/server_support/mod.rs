@@ -4,10 +4,13 @@
 
 #![allow(dead_code)]
 
+#[path = "../under_test/mod.rs"]
+mod under_test;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -202,7 +205,7 @@ impl Server {
 
     /// Starts the server with certificate files anywhere.
     pub fn start_with_files(ca: &Ca, cert: &Path, key: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_deputy-webhook"))
+        let mut child = under_test::webhook_command()
             .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--tls-cert")
