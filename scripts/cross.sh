@@ -4,7 +4,8 @@
 # aarch64 cross gcc (linker, and C for ring), in a trixie root that debootstrap installs once
 # into a cache outside the repository. The build runs chrooted into it, in a mount namespace of
 # its own (the repository, the cargo registry and the target cache are bind-mounted there, and
-# vanish with it), offline, from the crates the host's cargo fetched.
+# vanish with it), offline, from the crates the host's cargo fetched. The sources are a copy
+# (sync_sources) shared by every checkout, like the target cache.
 #
 #   scripts/cross.sh toolchain   install (or reuse) the trixie root; prints its path
 #   scripts/cross.sh build       build deputy-agent and deputy-webhook (and the agent's
@@ -31,7 +32,7 @@ die() {
 need_host_tools() {
 	[[ $(id -u) == 0 ]] || die "needs root (debootstrap, chroot and a mount namespace)"
 	local tool missing=()
-	for tool in debootstrap:debootstrap unshare:util-linux chroot:coreutils; do
+	for tool in debootstrap:debootstrap unshare:util-linux flock:util-linux chroot:coreutils; do
 		command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 	done
 	[[ ${#missing[@]} -eq 0 ]] || die "missing host tools: apt-get install ${missing[*]}"
@@ -87,12 +88,41 @@ toolchain_env() {
 	echo 'for d in /usr/lib/rust-web/bin /usr/lib/rust-*/bin; do [ -d "$d" ] && PATH=$d:$PATH; done; export PATH'
 }
 
+# sync_sources DIR: the checkout's files (tracked, and untracked but not ignored) copied into
+# DIR, which the root builds from. One DIR and one target cache serve every checkout (a CI clone
+# at a new path reuses the dependencies built before), so freshness must not come from the
+# checkout's file times: a file whose content changed is copied with the time of now, one that
+# did not keeps its copy's time, and cargo rebuilds exactly what changed.
+sync_sources() {
+	local dir=$1 file listed
+	mkdir -p "$dir"
+	listed=$(mktemp)
+	(cd "$repo" && { git ls-files --cached --others --exclude-standard 2>/dev/null ||
+		find . -type f -not -path './target/*' -not -path './.git/*' | sed 's|^\./||'; }) |
+		grep -v '^target/' | sort -u >"$listed"
+	while IFS= read -r file; do
+		[[ -f $repo/$file ]] || continue
+		if ! cmp -s "$repo/$file" "$dir/$file"; then
+			mkdir -p "$(dirname "$dir/$file")"
+			cp "$repo/$file" "$dir/$file"
+		fi
+	done <"$listed"
+	# Files the checkout no longer has.
+	(cd "$dir" && find . -type f | sed 's|^\./||' | sort) | comm -23 - "$listed" | while IFS= read -r file; do
+		rm -f "$dir/$file"
+	done
+	rm -f "$listed"
+}
+
 cmd_build() {
 	need_host_tools
 	cmd_toolchain >/dev/null
-	local t0=$SECONDS cargo_home=${CARGO_HOME:-$HOME/.cargo} work
-	work=$CACHE/target/$(printf '%s' "$repo" | sha256sum | cut -c1-16)
+	local t0=$SECONDS cargo_home=${CARGO_HOME:-$HOME/.cargo} work=$CACHE/shared-target src=$CACHE/src
 	mkdir -p "$work"
+	# One build at a time: the sources' copy and the target cache are shared.
+	exec 9>"$CACHE/build.lock"
+	flock 9
+	sync_sources "$src"
 	# The crates, fetched by the host's cargo (the root builds offline).
 	(cd "$repo" && cargo fetch --locked >/dev/null) || die "cargo fetch failed"
 	log "building deputy-agent and deputy-webhook for $TRIPLE"
@@ -100,9 +130,9 @@ cmd_build() {
 	# directory of the root's own, so a host cargo unpacking the same crate at the same time
 	# (make build runs both builds at once) never races with this one.
 	mkdir -p "$CACHE/registry-src"
-	BINDS="$repo:/src $cargo_home/registry/index:/cargo/registry/index $cargo_home/registry/cache:/cargo/registry/cache $CACHE/registry-src:/cargo/registry/src $work:/target" in_root "$ROOT" sh -c "
+	BINDS="$src:/src $cargo_home/registry/index:/cargo/registry/index $cargo_home/registry/cache:/cargo/registry/cache $CACHE/registry-src:/cargo/registry/src $work:/target" in_root "$ROOT" sh -c "
 		$(toolchain_env)
-		cd /src && export CARGO_HOME=/cargo CARGO_TARGET_DIR=/target
+		cd /src && export CARGO_HOME=/cargo CARGO_TARGET_DIR=/target && unset MAKEFLAGS MFLAGS
 		cargo build --offline --locked --release --target $TRIPLE -p deputy-agent --all-features --bins --examples &&
 		cargo build --offline --locked --release --target $TRIPLE -p deputy-webhook" ||
 		die "the $TRIPLE build failed (see above)"

@@ -109,21 +109,38 @@ fn main() {
     println!();
     let first_deputy = first_answers(deputy.addr, &ca, &body);
     let first_floor = first_answers(floor.addr, &ca, &body);
+    let first_deputy_h2 = first_answers_h2(deputy.addr, &ca, &body);
+    let first_floor_h2 = first_answers_h2(floor.addr, &ca, &body);
     println!(
-        "First answer on a new HTTP/1.1 connection (TLS handshake done, client TCP_NODELAY), {NEW_CONNECTIONS} connections each:"
+        "First answer on a new connection (TLS and HTTP/2 handshakes done, client TCP_NODELAY), {NEW_CONNECTIONS} connections each:"
     );
     println!();
-    println!("| server | p50 | max | answers after ≥ 30 ms |");
-    println!("|---|---:|---:|---:|");
-    for (name, times) in [
+    println!("| server | protocol | p50 | max | answers after ≥ 30 ms |");
+    println!("|---|---|---:|---:|---:|");
+    for (name, protocol, times) in [
         (
             "deputy-webhook serve (TCP_NODELAY on its listener)",
+            "HTTP/1.1",
             &first_deputy,
         ),
-        ("floor: same stack without TCP_NODELAY", &first_floor),
+        (
+            "floor: same stack without TCP_NODELAY",
+            "HTTP/1.1",
+            &first_floor,
+        ),
+        (
+            "deputy-webhook serve (TCP_NODELAY on its listener)",
+            "HTTP/2",
+            &first_deputy_h2,
+        ),
+        (
+            "floor: same stack without TCP_NODELAY",
+            "HTTP/2",
+            &first_floor_h2,
+        ),
     ] {
         println!(
-            "| {name} | {} | {} | {} of {} |",
+            "| {name} | {protocol} | {} | {} | {} of {} |",
             micros(times[times.len() / 2]),
             micros(*times.last().expect("measured")),
             times
@@ -188,6 +205,67 @@ fn first_answers(addr: std::net::SocketAddr, ca_pem: &str, body: &[u8]) -> Vec<D
                 }
             }
             sent.elapsed()
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+/// [`first_answers`] over HTTP/2 (ALPN `h2`, as the API server's client): the time from
+/// sending the first request, after the TLS and HTTP/2 handshakes, to the end of its answer.
+fn first_answers_h2(addr: std::net::SocketAddr, ca_pem: &str, body: &[u8]) -> Vec<Duration> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = bytes::Bytes::copy_from_slice(body);
+    let mut times: Vec<Duration> = (0..NEW_CONNECTIONS)
+        .map(|_| {
+            runtime.block_on(async {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let name = ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.unwrap();
+                assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+                let (client, connection) = h2::client::handshake(tls).await.unwrap();
+                let driver = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let mut client = client.ready().await.unwrap();
+                let request = http02::Request::post("https://localhost/mutate")
+                    .header("content-type", "application/json")
+                    .body(())
+                    .unwrap();
+                let sent = Instant::now();
+                let (response, mut stream) = client.send_request(request, false).unwrap();
+                stream.send_data(body.clone(), true).unwrap();
+                let response = response.await.unwrap();
+                assert_eq!(response.status(), 200);
+                let mut answer = response.into_body();
+                while let Some(chunk) = answer.data().await {
+                    let chunk = chunk.unwrap();
+                    let _ = answer.flow_control().release_capacity(chunk.len());
+                }
+                let took = sent.elapsed();
+                drop(client);
+                driver.abort();
+                took
+            })
         })
         .collect();
     times.sort();

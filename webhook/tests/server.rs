@@ -448,6 +448,60 @@ fn the_first_answer_on_a_new_connection_is_not_delayed() {
     );
 }
 
+/// The same over HTTP/2, as the API server's client speaks it: the first answer on each new
+/// connection (after the TLS and HTTP/2 handshakes) must not wait behind a delayed ACK.
+#[test]
+fn the_first_http2_answer_on_a_new_connection_is_not_delayed() {
+    let (ca, _certs, server) = started();
+    let review = bytes::Bytes::from(pod_review("first-h2-on-new-connection"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = (*client_config(&ca.der)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let mut firsts: Vec<Duration> = (0..20)
+        .map(|_| {
+            runtime.block_on(async {
+                let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await.unwrap();
+                let (client, connection) = h2::client::handshake(tls).await.unwrap();
+                let driver = tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                let mut client = client.ready().await.unwrap();
+                let request = http02::Request::post("https://localhost/mutate")
+                    .header("content-type", "application/json")
+                    .body(())
+                    .unwrap();
+                let sent = Instant::now();
+                let (response, mut stream) = client.send_request(request, false).unwrap();
+                stream.send_data(review.clone(), true).unwrap();
+                let response = response.await.unwrap();
+                assert_eq!(response.status(), 200);
+                let mut body = response.into_body();
+                while let Some(chunk) = body.data().await {
+                    let chunk = chunk.unwrap();
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                }
+                let took = sent.elapsed();
+                drop(client);
+                driver.abort();
+                took
+            })
+        })
+        .collect();
+    firsts.sort();
+    let median = firsts[firsts.len() / 2];
+    assert!(
+        median < Duration::from_millis(20),
+        "first HTTP/2 answers on new connections: median {median:?}, all {firsts:?}"
+    );
+}
+
 /// Reads one HTTP/1.1 response with a `Content-Length` body.
 fn read_one_response(stream: &mut impl std::io::Read) -> Vec<u8> {
     let mut out = Vec::new();

@@ -1,7 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod guard;
 mod read;
 mod resolve;
+mod scanner_gap;
+mod split;
+mod tree;
 mod write;
 
 use std::collections::HashSet;
@@ -63,29 +67,54 @@ pub struct ParseError {
 
 /// Reads a YAML or JSON stream. Like kubectl, input whose first character is `{` is JSON (a
 /// stream of objects); if it is not valid JSON but is valid YAML (a flow mapping), it is YAML.
+/// A byte-order mark makes it YAML, as in kubectl (and hides a `---` on the first line from
+/// kubectl's document split).
 pub fn parse(text: &str) -> Result<Stream, ParseError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim_start().starts_with('{') {
-        match read::parse_json(text) {
-            Ok(documents) => {
-                return Ok(Stream {
-                    format: Format::Json,
-                    documents,
-                })
-            }
-            Err(json_error) => {
-                return read::parse_yaml(text)
-                    .map(|documents| Stream {
-                        format: Format::Yaml,
-                        documents,
-                    })
-                    .map_err(|_| json_error)
-            }
+    guard::catching(|| parse_stream(text)).unwrap_or_else(|panic| {
+        Err(ParseError {
+            document: 1,
+            line: None,
+            message: format!("the YAML parser failed on this text ({panic}); please report it"),
+        })
+    })
+}
+
+/// kubectl's `YAMLOrJSONDecoder`: a stream that starts with `{` is read as JSON; where that
+/// fails after at most one value, it is read on as YAML from after that value (and the white
+/// space up to the next line break), and if that fails too, the JSON error is the answer; after
+/// two values or more, the JSON error is.
+fn parse_stream(text: &str) -> Result<Stream, ParseError> {
+    if !text.trim_start().starts_with('{') {
+        return Ok(Stream {
+            format: Format::Yaml,
+            documents: read::parse_yaml(text)?,
+        });
+    }
+    let json = read::parse_json(text);
+    let Some((json_error, offset)) = json.failure else {
+        return Ok(Stream {
+            format: Format::Json,
+            documents: json.documents,
+        });
+    };
+    if json.documents.len() > 1 {
+        return Err(json_error);
+    }
+    let mut start = if json.documents.is_empty() { 0 } else { offset };
+    for c in text[start..].chars() {
+        if !c.is_whitespace() {
+            break;
+        }
+        start += c.len_utf8();
+        if c == '\n' {
+            break;
         }
     }
+    let mut documents = json.documents;
+    documents.extend(read::parse_yaml(&text[start..]).map_err(|_| json_error)?);
     Ok(Stream {
         format: Format::Yaml,
-        documents: read::parse_yaml(text)?,
+        documents,
     })
 }
 
@@ -229,7 +258,8 @@ impl Serialize for Node {
     }
 }
 
-/// JSON input: keeps key order and refuses duplicate keys (as YAML input does).
+/// JSON input: keeps key order; a duplicate key keeps its place and takes the last value, as
+/// kubectl (Go's encoding/json) reads it, and as YAML input does.
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(NodeVisitor)
@@ -275,15 +305,11 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Seq(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries: Vec<(String, Node)> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut out = tree::Assignments::default();
         while let Some((key, value)) = map.next_entry::<String, Node>()? {
-            if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
-            }
-            entries.push((key, value));
+            out.assign(key, value);
         }
-        Ok(Node::Map(entries))
+        Ok(Node::Map(out.entries))
     }
 }
 
@@ -356,6 +382,128 @@ mod tests {
         );
     }
 
+    /// go-yaml v2 assigns in document order (kubectl's reading, checked against it by
+    /// tests/differential.rs): the last assignment of a key wins, a merge after a key written
+    /// out too, and among merged mappings the first.
+    #[test]
+    fn duplicates_and_merges_assign_in_document_order_as_go_yaml_does() {
+        let docs = yaml_json(concat!(
+            "dup: {a: 1, b: 2, a: 3}\n",
+            "after: {a: 1, <<: {a: 2, c: 3}}\n",
+            "before: {<<: {a: 2, c: 3}, a: 1}\n",
+            "list: {<<: [{a: 1}, {a: 2, b: 2}]}\n",
+            "typed: {on: 1, yes: 2, 0x10: x, 1e3: \"y\", 1.5e6: z, 0.5: w, 12:30: v}\n",
+        ));
+        assert_eq!(
+            docs[0],
+            json!({
+                "dup": {"a": 3, "b": 2},
+                "after": {"a": 2, "c": 3},
+                "before": {"a": 1, "c": 3},
+                "list": {"a": 1, "b": 2},
+                "typed": {"true": 2, "16": "x", "1000": "y", "1.5e+06": "z", "0.5": "w", "12:30": "v"},
+            })
+        );
+        for refused in ["? 9223372036854775808\n: x\n", "null: x\n", "? [a]\n: 1\n"] {
+            assert!(parse(refused).is_err(), "{refused:?}");
+        }
+    }
+
+    /// Found by tests/differential.rs: libyaml-safer panicked (and the release build, which
+    /// aborts on a panic, would have crashed) on a block scalar ending the stream without a line
+    /// break; kubectl reads its last line as if it had one.
+    #[test]
+    fn a_block_scalar_without_a_final_line_break_reads_as_kubectl_reads_it() {
+        for (text, value) in [
+            ("args: |\n  '", "'\n"),
+            ("args: |+\n  x", "x\n"),
+            ("args: |-\n  x", "x"),
+            ("args: >\n  x\n  y", "x y\n"),
+            ("args: |\r\n  x\r\n  y", "x\ny\n"),
+        ] {
+            assert_eq!(yaml_json(text)[0], json!({"args": value}), "{text:?}");
+        }
+    }
+
+    /// Found by tests/differential.rs: kubectl's document split does not see a `---` behind a
+    /// byte-order mark, and a BOM before `{` makes the stream YAML.
+    #[test]
+    fn a_byte_order_mark_is_read_as_kubectl_reads_it() {
+        assert_eq!(yaml_json("\u{feff}a: 1\n"), [json!({"a": 1})]);
+        assert_eq!(yaml_json("\u{feff}{\"a\": 1}"), [json!({"a": 1})]);
+        // Not a separator line for kubectl: go-yaml reads the first document, `{a: 1}`.
+        assert_eq!(yaml_json("\u{feff}--- {a: 1}\nb: 2\n"), [json!({"a": 1})]);
+        assert!(parse("--- {a: 1}\nb: 2\n").is_err());
+        // Found by fuzzing: a first character from U+F000 to U+FFFF (UTF-8 0xEF ..) is no
+        // broken mark.
+        assert_eq!(yaml_json("\u{f6ff}: x\n"), [json!({"\u{f6ff}": "x"})]);
+        assert_eq!(yaml_json("{\u{f6ff},}"), [json!({"\u{f6ff}": null})]);
+        // The rewrites' byte offsets do not count it.
+        assert_eq!(
+            yaml_json("\u{feff}a: \"\\'\"\nb: [x:]\n"),
+            [json!({"a": "'", "b": ["x:"]})]
+        );
+    }
+
+    /// Found by tests/differential.rs: libyaml 0.2.5 and go-yaml v2 (libyaml 0.1) scan a few
+    /// texts differently; kubectl's reading wins.
+    #[test]
+    fn texts_libyaml_and_go_yaml_scan_differently_are_read_as_kubectl_reads_them() {
+        assert_eq!(
+            yaml_json("a: [x:, y:]\nb: {k: v:}\nc: \"it\\'s\"\nd: !a,b x\n"),
+            [json!({"a": ["x:", "y:"], "b": {"k": "v:"}, "c": "it's", "d": "x"})]
+        );
+        // libyaml-safer panicked on a tag followed by `,` in a flow collection; go-yaml reads
+        // the `,` into the tag.
+        assert_eq!(yaml_json("m: [a, !x, b]\n"), [json!({"m": ["a", "b"]})]);
+        // go-yaml reads a `:` starting a plain scalar in a flow collection as the value
+        // indicator.
+        assert_eq!(
+            yaml_json("e: {\"1.5\": [&a0 :x, \"y\"], \"1.5\": \"-\"}\n"),
+            [json!({"e": {"1.5": "-"}})]
+        );
+        // go-yaml names an anchor when its collection starts: an alias inside it is to itself.
+        assert!(parse("a: &x 1\nb: &x\n  c: *x\n").is_err());
+        assert_eq!(
+            yaml_json("a: &x 1\nb: &x [2]\nc: *x\n"),
+            [json!({"a": 1, "b": [2], "c": [2]})]
+        );
+        // An anchored key is an anchor like any other.
+        assert_eq!(
+            yaml_json("m: {&k a: 1, b: *k}\np: {&e : x}\np: 1\no: *e\n"),
+            [json!({"m": {"a": 1, "b": "a"}, "p": 1, "o": null})]
+        );
+        for refused in ["e: [&a0 :x]\n", "e: [a, :x]\n", "d: {k: :v}\n"] {
+            assert!(parse(refused).is_err(), "{refused:?}");
+        }
+        // A core tag go-yaml does not resolve keeps the text, an empty one too.
+        assert_eq!(
+            yaml_json("a: !!x\nb: !!x 1\nc: !!int 1\n"),
+            [json!({"a": "", "b": "1", "c": 1})]
+        );
+        assert_eq!(
+            yaml_json("l: {\n yes: {!,\n }\n}\n"),
+            [json!({"l": {"true": {"": null}}})]
+        );
+        for refused in [
+            "a: \"\\/\"\n",
+            "a: [http://x?y]\n",
+            "a: {k: a?b}\n",
+            "m: [a, !x,]\n",
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?}");
+        }
+        // Outside flow collections a ? is an ordinary character.
+        assert_eq!(yaml_json("a: http://x?y\n"), [json!({"a": "http://x?y"})]);
+    }
+
+    #[test]
+    fn a_panic_in_the_parser_is_an_error() {
+        let caught = guard::catching(|| -> u8 { panic!("TODO: What is expected here?") });
+        assert_eq!(caught, Err("TODO: What is expected here?".into()));
+        assert_eq!(guard::catching(|| 7), Ok(7));
+    }
+
     #[test]
     fn documents_keep_key_order_and_empty_documents_are_null() {
         let stream = parse("---\nz: 1\na: 2\n---\n# only a comment\n---\nb: 1\n").unwrap();
@@ -372,10 +520,10 @@ mod tests {
         let err = parse("a: 1\n---\nb: [1, 2\nc: 3\n").unwrap_err();
         assert_eq!(err.document, 2, "{err}");
         assert!(err.to_string().starts_with("document 2 (line "), "{err}");
-        let err = parse("a: 1\n---\nb: 1\nb: 2\n").unwrap_err();
+        let err = parse("a: 1\n---\n~: 1\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "document 2 (line 4): duplicate mapping key \"b\""
+            "document 2 (line 3): a mapping key cannot be null (kubectl refuses it)"
         );
         let err = parse("x: .inf\n").unwrap_err();
         assert!(
@@ -429,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn json_streams_keep_order_and_refuse_duplicates() {
+    fn json_streams_keep_order_and_take_the_last_of_duplicates() {
         let stream =
             parse("{\"kind\": \"Pod\", \"apiVersion\": \"v1\"}\n{\"a\": [1, 2.5, \"on\"]}")
                 .unwrap();
@@ -440,8 +588,21 @@ mod tests {
         };
         assert_eq!(first[0].0, "kind");
         assert_eq!(stream.documents[1].to_json(), json!({"a": [1, 2.5, "on"]}));
-        let err = parse("{\"a\": 1}\n{\"a\": 1, \"a\": 2}").unwrap_err();
-        assert_eq!(err.document, 2);
+        // A duplicate key keeps its place and takes the last value, as Go's encoding/json does.
+        let stream = parse("{\"a\": 1, \"b\": 2, \"a\": 3}").unwrap();
+        assert_eq!(stream.documents[0].to_json(), json!({"a": 3, "b": 2}));
+        let Node::Map(pairs) = &stream.documents[0] else {
+            panic!("not a map")
+        };
+        assert_eq!(pairs[0].0, "a");
+        // kubectl reads on as YAML after one JSON value, never after two.
+        assert_eq!(
+            parse("{\"a\": 1}\nb: 2\n").unwrap().documents[1].to_json(),
+            json!({"b": 2})
+        );
+        assert!(parse("{\n }y: {\n },\n}\n").is_err());
+        assert!(parse("{\n} true: \"--\",\n}\n").is_err());
+        assert!(parse("{}\n{}\nb: 2\n").is_err());
         // Not JSON but a YAML flow mapping: read as YAML, as a person would expect.
         let stream = parse("{kind: Pod, x: on}").unwrap();
         assert_eq!(stream.format, Format::Yaml);

@@ -1,73 +1,138 @@
-//! Reading a stream into [`Node`]s: YAML through `libyaml-safer`'s events (a port of libyaml,
-//! which go-yaml v2, and so kubectl, ports too: both scanners accept the same text), with plain
-//! scalars typed by YAML 1.1 rules ([`super::resolve`]), anchors, aliases and `<<` merge keys;
-//! or JSON through `serde_json`'s stream reader.
+//! Reading a stream into [`Node`]s as kubectl reads it: YAML cut into documents at `---` lines
+//! ([`super::split`]), each read through `libyaml-safer`'s events (a port of libyaml, which
+//! go-yaml v2, and so kubectl, ports too: both scanners accept the same text) up to the end of
+//! its first document, with plain scalars typed by YAML 1.1 rules ([`super::resolve`]),
+//! anchors, aliases and `<<` merge keys assigned in go-yaml's order ([`super::tree`]); or JSON
+//! through `serde_json`'s stream reader.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Cursor;
 
-use libyaml_safer::{Event, EventData, Mark, Parser, ScalarStyle};
+use libyaml_safer::{Event, EventData, MappingStyle, Mark, Parser, ScalarStyle, SequenceStyle};
 use serde_json::Number;
 
 use super::resolve::{resolve_plain, Plain};
+use super::scanner_gap::{self, Rewrite};
+use super::split::pieces;
+use super::tree::{go_float32_key, Assignments, Key, Tree};
 use super::{Node, ParseError};
 
 /// The prefix of the YAML core schema's tags (`!!str` is `tag:yaml.org,2002:str`).
 const CORE_TAG: &str = "tag:yaml.org,2002:";
 
-/// Reads every document of a YAML stream.
+/// Reads every document of a YAML stream: the pieces kubectl cuts it into, each its first
+/// document (an empty piece is [`Node::Null`]).
 pub(super) fn parse_yaml(text: &str) -> Result<Vec<Node>, ParseError> {
+    let pieces = pieces(text).map_err(|bad| ParseError {
+        document: 1,
+        line: Some(bad.line + 1),
+        message: format!(
+            "invalid document separator `--- {}`: only a comment may follow `---` on its line",
+            bad.rest
+        ),
+    })?;
+    let mut documents = Vec::with_capacity(pieces.len());
+    for (index, piece) in pieces.iter().enumerate() {
+        let document = index + 1;
+        let shift = |mut error: ParseError| {
+            error.document = document;
+            error.line = error.line.map(|l| l + piece.first_line);
+            error
+        };
+        documents.push(parse_piece(&piece.text, document).map_err(shift)?);
+    }
+    Ok(documents)
+}
+
+/// The first document of one piece, as go-yaml's `Unmarshal` reads it; lines count from the
+/// piece's start.
+fn parse_piece(text: &str, document: usize) -> Result<Node, ParseError> {
+    // libyaml skips a byte-order mark and leaves it out of its marks' byte offsets, which the
+    // rewrites ([`scanner_gap`]) use: it goes first (it mattered only to the split).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Every piece ends with a line break ([`super::split`]), as kubectl's line reader ends it:
+    // libyaml-safer would panic on a block scalar whose last line has none.
     let mut text = std::borrow::Cow::Borrowed(text);
-    for _ in 0..=MAX_ESCAPED_QUOTES {
-        match parse_events(&text) {
-            Err(Retry::EscapedQuote(at)) => text.to_mut().replace_range(at..at + 2, "'"),
+    for _ in 0..=MAX_REWRITES {
+        // Tags first, on every round: the scan that finds them stops at the first text a
+        // rewrite below changes, as the parse does (so it never reaches a tag the scan missed).
+        match scanner_gap::tags_as_go_yaml_reads_them(&text) {
+            Ok(Some(rewritten)) => text = std::borrow::Cow::Owned(rewritten),
+            Ok(None) => {}
+            Err(scanner_gap::TooManyTags) => {
+                return Err(ParseError {
+                    document,
+                    line: None,
+                    message: "more than 256 tags holding `,`, `[` or `]`".into(),
+                })
+            }
+        }
+        match parse_events(&text, document) {
+            Err(Retry::Rewrite(change)) => text.to_mut().replace_range(change.range, &change.with),
             Err(Retry::No(error)) => return Err(error),
-            Ok(documents) => return Ok(documents),
+            Ok(tree) => {
+                return tree.into_node().map_err(|(message, line)| ParseError {
+                    document,
+                    line,
+                    message,
+                })
+            }
         }
     }
     Err(ParseError {
-        document: 1,
+        document,
         line: None,
-        message: format!("more than {MAX_ESCAPED_QUOTES} \\' escapes"),
+        message: format!(
+            "more than {MAX_REWRITES} places where libyaml and kubectl's go-yaml differ (\\' escapes, `x:,` in flow collections)"
+        ),
     })
 }
 
-/// Each `\'` costs a parse of the stream up to it: far more than any manifest has, few enough
-/// that hostile input cannot make reading slow.
-const MAX_ESCAPED_QUOTES: usize = 256;
+/// Each rewrite ([`scanner_gap`]) costs a parse of the piece up to it: far more than any
+/// manifest has, few enough that hostile input cannot make reading slow.
+const MAX_REWRITES: usize = 256;
 
 /// Why a parse stopped.
 enum Retry {
-    /// `\'` inside a double-quoted scalar at this byte offset: go-yaml reads it as `'`, libyaml
-    /// refuses it. The one escape where the two differ, so it is rewritten to the same value.
-    EscapedQuote(usize),
+    /// Text libyaml refuses or reads otherwise than go-yaml: read it again after this change.
+    Rewrite(Rewrite),
     /// A real error.
     No(ParseError),
 }
 
-fn parse_events(text: &str) -> Result<Vec<Node>, Retry> {
+/// The events of a piece up to the end of its first document: what follows is never read, as
+/// go-yaml never reads it.
+fn parse_events(text: &str, document: usize) -> Result<Tree, Retry> {
+    // libyaml-safer takes a first byte 0xEF for a broken byte-order mark (U+F000 to U+FFFF
+    // start with it in UTF-8); go-yaml checks the whole mark. A real mark in front keeps it
+    // from looking, and libyaml leaves a mark out of its offsets, so they still fit `text`.
+    let input: std::borrow::Cow<[u8]> = if text.as_bytes().first() == Some(&0xEF) {
+        [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat().into()
+    } else {
+        text.as_bytes().into()
+    };
     let mut parser = Parser::new();
-    parser.set_input(Cursor::new(text.as_bytes()));
+    parser.set_input(Cursor::new(&input[..]));
     let mut reader = Reader {
         text,
         events: parser,
         anchors: HashMap::new(),
-        document: 0,
+        document,
         depth: 0,
         expanded: 0,
+        flow: 0,
     };
-    let mut documents = Vec::new();
     loop {
         let event = reader.next()?;
         match event.data {
-            EventData::StreamStart { .. } | EventData::DocumentEnd { .. } => {}
-            EventData::StreamEnd => return Ok(documents),
+            EventData::StreamStart { .. } => {}
+            EventData::StreamEnd => return Ok(Tree::Node(Node::Null)),
             EventData::DocumentStart { .. } => {
-                reader.document += 1;
-                reader.anchors.clear();
-                reader.expanded = 0;
                 let event = reader.next()?;
-                documents.push(reader.node(event)?);
+                let root = reader.node(event)?;
+                // go-yaml reads the document's end too (its scanner looks one token ahead).
+                reader.next()?;
+                return Ok(root);
             }
             other => {
                 let message = format!("unexpected {other:?}");
@@ -77,22 +142,41 @@ fn parse_events(text: &str) -> Result<Vec<Node>, Retry> {
     }
 }
 
-/// Reads a stream of JSON values (kubectl accepts concatenated objects).
-pub(super) fn parse_json(text: &str) -> Result<Vec<Node>, ParseError> {
+/// A stream of JSON values as far as it reads (kubectl accepts concatenated objects).
+pub(super) struct JsonStream {
+    pub(super) documents: Vec<Node>,
+    /// Where it stopped being JSON: the error, and the byte offset after the last value read.
+    pub(super) failure: Option<(ParseError, usize)>,
+}
+
+/// Reads a stream of JSON values until its end or the first error.
+pub(super) fn parse_json(text: &str) -> JsonStream {
     let mut documents = Vec::new();
-    for item in serde_json::Deserializer::from_str(text).into_iter::<Node>() {
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Node>();
+    let mut offset = 0;
+    while let Some(item) = values.next() {
         match item {
-            Ok(node) => documents.push(node),
+            Ok(node) => {
+                documents.push(node);
+                offset = values.byte_offset();
+            }
             Err(e) => {
-                return Err(ParseError {
+                let error = ParseError {
                     document: documents.len() + 1,
                     line: Some(e.line()),
                     message: format!("invalid JSON: {e}"),
-                })
+                };
+                return JsonStream {
+                    documents,
+                    failure: Some((error, offset)),
+                };
             }
         }
     }
-    Ok(documents)
+    JsonStream {
+        documents,
+        failure: None,
+    }
 }
 
 /// Deeper nesting than any manifest has is refused, so the recursive reader cannot overflow.
@@ -104,26 +188,21 @@ const MAX_ALIASED_NODES: usize = 1_000_000;
 struct Reader<'a> {
     text: &'a str,
     events: Parser<Cursor<&'a [u8]>>,
-    /// Anchored nodes and their sizes in nodes.
-    anchors: HashMap<String, (Node, usize)>,
+    /// Anchored nodes and their sizes in nodes; `None` while the anchored collection is read.
+    anchors: HashMap<String, Option<(Tree, usize)>>,
     document: usize,
     depth: usize,
     /// Nodes copied by aliases so far in this document.
     expanded: usize,
-}
-
-/// One entry of a mapping being read: a key and value, or the mappings a `<<` key merges in.
-enum Entry {
-    Pair(String, Node),
-    Merge(Vec<(String, Node)>),
+    /// How deep in flow collections the reader is (0: in block context).
+    flow: usize,
 }
 
 impl Reader<'_> {
     fn next(&mut self) -> Result<Event, Retry> {
-        self.events.parse().map_err(|e| {
-            let mark = e.problem_mark();
-            if let Some(at) = mark.and_then(|m| self.escaped_quote(e.problem(), m)) {
-                return Retry::EscapedQuote(at);
+        let event = self.events.parse().map_err(|e| {
+            if let Some(change) = scanner_gap::rewrite(self.text, &e) {
+                return Retry::Rewrite(change);
             }
             let message = match e.context() {
                 Some(context) => format!("invalid YAML: {} {context}", e.problem()),
@@ -131,24 +210,42 @@ impl Reader<'_> {
             };
             Retry::No(ParseError {
                 document: self.document.max(1),
-                line: mark.map(line_of),
+                line: e.problem_mark().map(line_of),
                 message,
             })
-        })
-    }
-
-    /// The byte offset of a `\'` that libyaml refused as an unknown escape, if that is what
-    /// stopped it.
-    fn escaped_quote(&self, problem: &str, mark: Mark) -> Option<usize> {
-        if !problem.contains("unknown escape character") {
-            return None;
+        })?;
+        match &event.data {
+            EventData::SequenceStart { style, .. }
+                if self.flow > 0 || *style == SequenceStyle::Flow =>
+            {
+                self.flow += 1;
+            }
+            EventData::MappingStart { style, .. }
+                if self.flow > 0 || *style == MappingStyle::Flow =>
+            {
+                self.flow += 1;
+            }
+            EventData::SequenceEnd | EventData::MappingEnd => {
+                self.flow = self.flow.saturating_sub(1)
+            }
+            EventData::Scalar { value, style, .. } => {
+                let start = byte(event.start_mark);
+                let source = self
+                    .text
+                    .get(start..byte(event.end_mark))
+                    .unwrap_or_default();
+                match scanner_gap::leading_colon(source, start, *style, self.flow > 0) {
+                    Some(Ok(change)) => return Err(Retry::Rewrite(change)),
+                    Some(Err(why)) => return Err(self.error(Some(event.start_mark), why.into())),
+                    None => {}
+                }
+                if let Some(why) = scanner_gap::refused(source, value, *style, self.flow > 0) {
+                    return Err(self.error(Some(event.start_mark), why.into()));
+                }
+            }
+            _ => {}
         }
-        // The mark's index counts bytes (its column counts characters).
-        let at = usize::try_from(mark.index).ok()?;
-        self.text
-            .get(at..)
-            .is_some_and(|rest| rest.starts_with("\\'"))
-            .then_some(at)
+        Ok(event)
     }
 
     fn error(&self, mark: Option<Mark>, message: String) -> Retry {
@@ -159,7 +256,7 @@ impl Reader<'_> {
         })
     }
 
-    fn node(&mut self, event: Event) -> Result<Node, Retry> {
+    fn node(&mut self, event: Event) -> Result<Tree, Retry> {
         let span = event.start_mark;
         if matches!(
             event.data,
@@ -176,7 +273,7 @@ impl Reader<'_> {
         node
     }
 
-    fn node_inner(&mut self, event: Event) -> Result<Node, Retry> {
+    fn node_inner(&mut self, event: Event) -> Result<Tree, Retry> {
         let span = event.start_mark;
         let (node, anchor) = match event.data {
             EventData::Scalar {
@@ -187,6 +284,7 @@ impl Reader<'_> {
                 ..
             } => (self.scalar(&value, style, tag.as_deref(), span)?, anchor),
             EventData::SequenceStart { anchor, .. } => {
+                self.anchor_in_progress(anchor.as_deref());
                 let mut items = Vec::new();
                 loop {
                     let event = self.next()?;
@@ -195,12 +293,19 @@ impl Reader<'_> {
                     }
                     items.push(self.node(event)?);
                 }
-                (Node::Seq(items), anchor)
+                (Tree::Seq(items), anchor)
             }
-            EventData::MappingStart { anchor, .. } => (self.mapping()?, anchor),
+            EventData::MappingStart { anchor, .. } => {
+                self.anchor_in_progress(anchor.as_deref());
+                (self.mapping()?, anchor)
+            }
             EventData::Alias { anchor } => {
-                let Some((node, size)) = self.anchors.get(&anchor) else {
+                let Some(anchored) = self.anchors.get(&anchor) else {
                     return Err(self.error(Some(span), "alias to an unknown anchor".into()));
+                };
+                let Some((node, size)) = anchored else {
+                    let message = format!("anchor {anchor:?} contains an alias to itself");
+                    return Err(self.error(Some(span), message));
                 };
                 self.expanded += size;
                 if self.expanded > MAX_ALIASED_NODES {
@@ -212,59 +317,54 @@ impl Reader<'_> {
             other => return Err(self.error(Some(span), format!("unexpected {other:?}"))),
         };
         if let Some(anchor) = anchor {
-            let size = size(&node);
-            self.anchors.insert(anchor, (node.clone(), size));
+            let size = node.size();
+            self.anchors.insert(anchor, Some((node.clone(), size)));
         }
         Ok(node)
     }
 
-    fn mapping(&mut self) -> Result<Node, Retry> {
-        let mut entries = Vec::new();
-        let mut explicit = HashSet::new();
+    /// go-yaml names an anchor when its collection starts: an alias inside the collection is
+    /// to the collection itself (refused), not to an earlier anchor of the same name.
+    fn anchor_in_progress(&mut self, anchor: Option<&str>) {
+        if let Some(anchor) = anchor {
+            self.anchors.insert(anchor.to_owned(), None);
+        }
+    }
+
+    /// A mapping as kubectl reads it: go-yaml v2 fills a Go map in document order, each pair
+    /// and each key a `<<` brings in assigning its key, so a later assignment wins (a duplicate
+    /// key too, and a merge after a key written out); sigs.k8s.io/yaml then turns the keys into
+    /// strings. The first assignment of a key fixes its place in the order kept here.
+    fn mapping(&mut self) -> Result<Tree, Retry> {
+        let mut out = Assignments::default();
         loop {
             let event = self.next()?;
             if matches!(event.data, EventData::MappingEnd) {
                 break;
             }
-            let span = event.start_mark;
             let merge = matches!(
                 &event.data,
                 EventData::Scalar { value, style: ScalarStyle::Plain, tag: None, .. } if value == "<<"
             );
-            let key = self.node(event)?;
+            let key = if merge { None } else { Some(self.key(event)?) };
             let event = self.next()?;
             let value_span = event.start_mark;
             let value = self.node(event)?;
-            if merge {
-                entries.push(Entry::Merge(self.merged(value, value_span)?));
-                continue;
-            }
-            let key = self.key(key, span)?;
-            if !explicit.insert(key.clone()) {
-                return Err(self.error(Some(span), format!("duplicate mapping key {key:?}")));
-            }
-            entries.push(Entry::Pair(key, value));
-        }
-        // Keys written in the mapping win over merged ones; among merged mappings the first wins.
-        let mut out: Vec<(String, Node)> = Vec::with_capacity(entries.len());
-        let mut merged = HashSet::new();
-        for entry in entries {
-            match entry {
-                Entry::Pair(k, v) => out.push((k, v)),
-                Entry::Merge(pairs) => {
-                    for (k, v) in pairs {
-                        if !explicit.contains(&k) && merged.insert(k.clone()) {
-                            out.push((k, v));
-                        }
+            match key {
+                Some(key) => out.assign(key, value),
+                None => {
+                    for (k, v) in self.merged(value, value_span)? {
+                        out.assign(k, v);
                     }
                 }
             }
         }
-        Ok(Node::Map(out))
+        Ok(Tree::Map(out.entries))
     }
 
-    /// The pairs a `<<` value brings in: a mapping, or a sequence of mappings.
-    fn merged(&self, value: Node, span: Mark) -> Result<Vec<(String, Node)>, Retry> {
+    /// The assignments a `<<` value makes, in go-yaml's order: a mapping's pairs, or for a
+    /// sequence of mappings the last mapping's first, so that the first mapping wins.
+    fn merged(&self, value: Tree, span: Mark) -> Result<Vec<(Key, Tree)>, Retry> {
         let not_mapping = || {
             self.error(
                 Some(span),
@@ -272,17 +372,15 @@ impl Reader<'_> {
             )
         };
         match value {
-            Node::Map(pairs) => Ok(pairs),
-            Node::Seq(items) => {
-                let mut pairs: Vec<(String, Node)> = Vec::new();
-                for item in items {
-                    let Node::Map(more) = item else {
-                        return Err(not_mapping());
-                    };
-                    for (k, v) in more {
-                        if !pairs.iter().any(|(p, _)| *p == k) {
-                            pairs.push((k, v));
-                        }
+            Tree::Map(pairs) => Ok(pairs),
+            Tree::Node(Node::Map(pairs)) => Ok(json_pairs(pairs)),
+            Tree::Seq(items) => {
+                let mut pairs = Vec::new();
+                for item in items.into_iter().rev() {
+                    match item {
+                        Tree::Map(more) => pairs.extend(more),
+                        Tree::Node(Node::Map(more)) => pairs.extend(json_pairs(more)),
+                        _ => return Err(not_mapping()),
                     }
                 }
                 Ok(pairs)
@@ -291,31 +389,70 @@ impl Reader<'_> {
         }
     }
 
-    /// A mapping key as Kubernetes' YAML-to-JSON conversion writes it (`on:` becomes `"true"`).
-    fn key(&self, key: Node, span: Mark) -> Result<String, Retry> {
-        match key {
-            Node::String(s) => Ok(s),
-            Node::Bool(b) => Ok(b.to_string()),
-            Node::Number(n) => Ok(n.to_string()),
-            Node::Null => Ok("null".into()),
-            Node::Seq(_) | Node::Map(_) => Err(self.error(
+    /// A mapping key as go-yaml holds it and sigs.k8s.io/yaml writes it: `on:` becomes
+    /// `"true"`, `1e3:` `"1000"` but `1.5e6:` `"1.5e+06"` (a float, formatted as Go formats a
+    /// float32); a sequence or mapping as a key is refused at once, as go-yaml refuses it.
+    fn key(&mut self, event: Event) -> Result<Key, Retry> {
+        let span = event.start_mark;
+        if let EventData::Scalar {
+            value,
+            style,
+            tag,
+            anchor,
+            ..
+        } = &event.data
+        {
+            // An anchored key may be aliased as a value later.
+            if let Some(anchor) = anchor {
+                let node = self.scalar(value, *style, tag.as_deref(), span)?;
+                self.anchors.insert(anchor.clone(), Some((node, 1)));
+            }
+            return Ok(
+                match self.resolve_scalar(value, *style, tag.as_deref(), span)? {
+                    Plain::Str => Key::Json(value.clone()),
+                    Plain::Bool(b) => Key::Json(b.to_string()),
+                    Plain::Int(n) => Key::Json(n.to_string()),
+                    Plain::Float(f) => Key::Json(go_float32_key(f)),
+                    Plain::Null => Key::Null {
+                        line: line_of(span),
+                    },
+                    Plain::UInt(n) => Key::Unsigned {
+                        value: n,
+                        line: line_of(span),
+                    },
+                },
+            );
+        }
+        // An alias, or a collection.
+        match self.node(event)? {
+            Tree::Node(Node::String(s)) => Ok(Key::Json(s)),
+            Tree::Node(Node::Bool(b)) => Ok(Key::Json(b.to_string())),
+            Tree::Node(Node::Number(n)) => Ok(Key::Json(n.to_string())),
+            Tree::Node(Node::Null) => Ok(Key::Null {
+                line: line_of(span),
+            }),
+            Tree::NotJson { text, .. } => Ok(Key::Json(text)),
+            _ => Err(self.error(
                 Some(span),
-                format!("a mapping key must be a scalar, not {}", key.type_name()),
+                "a mapping key must be a scalar, not a collection".into(),
             )),
         }
     }
 
-    fn scalar(
+    /// A scalar's value: the plain-scalar rules, or what its tag or quotes say.
+    fn resolve_scalar(
         &self,
         text: &str,
         style: ScalarStyle,
         tag: Option<&str>,
         span: Mark,
-    ) -> Result<Node, Retry> {
+    ) -> Result<Plain, Retry> {
         let core = tag.and_then(|t| t.strip_prefix(CORE_TAG));
         let resolved = match (tag, core) {
-            (_, Some("str" | "binary" | "timestamp")) => Plain::Str,
-            (_, Some(_)) => resolve_plain(text),
+            // go-yaml resolves only these tags (its resolvableTag); any other, `!!x` too, keeps
+            // the text as a string.
+            (_, Some("bool" | "null" | "int" | "float")) => resolve_plain(text),
+            (_, Some(_)) => Plain::Str,
             (None, None) if style == ScalarStyle::Plain => resolve_plain(text),
             // Quoted, or a tag of no schema go-yaml knows (`!`, `!Ref`): a string, as in kubectl.
             _ => Plain::Str,
@@ -336,40 +473,60 @@ impl Reader<'_> {
                 ),
             ));
         }
-        Ok(match resolved {
-            Plain::Null => Node::Null,
-            Plain::Bool(b) => Node::Bool(b),
-            Plain::Int(n) => Node::Number(n.into()),
-            Plain::UInt(n) => Node::Number(n.into()),
-            Plain::Float(f) => Node::Number(float_number(f).ok_or_else(|| {
-                self.error(
-                    Some(span),
-                    format!("{text:?} is not a number JSON can hold"),
-                )
-            })?),
-            Plain::Str => Node::String(text.to_owned()),
-        })
+        Ok(resolved)
+    }
+
+    fn scalar(
+        &self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&str>,
+        span: Mark,
+    ) -> Result<Tree, Retry> {
+        Ok(Tree::Node(
+            match self.resolve_scalar(text, style, tag, span)? {
+                Plain::Null => Node::Null,
+                Plain::Bool(b) => Node::Bool(b),
+                Plain::Int(n) => Node::Number(n.into()),
+                Plain::UInt(n) => Node::Number(n.into()),
+                Plain::Float(f) => match float_number(f) {
+                    Some(n) => Node::Number(n),
+                    None => {
+                        return Ok(Tree::NotJson {
+                            text: text.to_owned(),
+                            line: line_of(span),
+                        })
+                    }
+                },
+                Plain::Str => Node::String(text.to_owned()),
+            },
+        ))
     }
 }
 
+/// A converted mapping's pairs as assignments (an alias of a mapping with nothing to check).
+fn json_pairs(pairs: Vec<(String, Node)>) -> Vec<(Key, Tree)> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (Key::Json(k), Tree::Node(v)))
+        .collect()
+}
+
 /// A float as Kubernetes' YAML-to-JSON writes it: integral values become integers (`1e3` is
-/// `1000`), infinities and NaN have no JSON form.
+/// `1000`; Go's encoding/json writes them so), but `-0` stays a float; infinities and NaN
+/// have no JSON form.
 fn float_number(f: f64) -> Option<Number> {
     const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
-    if f.fract() == 0.0 && f.abs() < LIMIT {
+    if f.fract() == 0.0 && f.abs() < LIMIT && !(f == 0.0 && f.is_sign_negative()) {
         #[allow(clippy::cast_possible_truncation)]
         return Some(Number::from(f as i64));
     }
     Number::from_f64(f)
 }
 
-/// How many nodes a node holds, itself included.
-fn size(node: &Node) -> usize {
-    1 + match node {
-        Node::Seq(items) => items.iter().map(size).sum(),
-        Node::Map(entries) => entries.iter().map(|(_, v)| size(v)).sum(),
-        _ => 0,
-    }
+/// A mark's byte offset (its column counts characters).
+fn byte(mark: Mark) -> usize {
+    usize::try_from(mark.index).unwrap_or(usize::MAX)
 }
 
 /// A mark's 1-based line.

@@ -54,7 +54,7 @@ pub(crate) fn resolve_plain(s: &str) -> Plain {
         // go-yaml's '.' hint: strconv.ParseFloat on the text as it is.
         b'.' => {
             if is_go_float(s) {
-                if let Ok(f) = s.parse() {
+                if let Some(f) = go_parse_float(s) {
                     return Plain::Float(f);
                 }
             }
@@ -68,7 +68,7 @@ pub(crate) fn resolve_plain(s: &str) -> Plain {
                 return n;
             }
             if is_go_float(&plain) {
-                if let Ok(f) = plain.parse() {
+                if let Some(f) = go_parse_float(&plain) {
                     return Plain::Float(f);
                 }
             }
@@ -79,6 +79,12 @@ pub(crate) fn resolve_plain(s: &str) -> Plain {
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)`, falling back to `ParseUint` for values above `i64::MAX`.
+/// Go's `strconv.ParseFloat` as go-yaml uses it: a value beyond the float64 range is an error
+/// there (so the scalar stays a string: `1e400`), an underflow is not (`1e-400` is 0).
+fn go_parse_float(s: &str) -> Option<f64> {
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
 fn go_parse_int(s: &str) -> Option<Plain> {
     let (negative, signed, rest) = match s.as_bytes().first()? {
         b'-' => (true, true, &s[1..]),

@@ -9,5 +9,6 @@ mod examples;
 mod health;
 mod install;
 mod library;
+mod protocol_smoke;
 mod run;
 mod terminate;
