@@ -373,13 +373,11 @@ impl Reader<'_> {
         };
         match value {
             Tree::Map(pairs) => Ok(pairs),
-            Tree::Node(Node::Map(pairs)) => Ok(json_pairs(pairs)),
             Tree::Seq(items) => {
                 let mut pairs = Vec::new();
                 for item in items.into_iter().rev() {
                     match item {
                         Tree::Map(more) => pairs.extend(more),
-                        Tree::Node(Node::Map(more)) => pairs.extend(json_pairs(more)),
                         _ => return Err(not_mapping()),
                     }
                 }
@@ -502,14 +500,6 @@ impl Reader<'_> {
             },
         ))
     }
-}
-
-/// A converted mapping's pairs as assignments (an alias of a mapping with nothing to check).
-fn json_pairs(pairs: Vec<(String, Node)>) -> Vec<(Key, Tree)> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (Key::Json(k), Tree::Node(v)))
-        .collect()
 }
 
 /// A float as Kubernetes' YAML-to-JSON writes it: integral values become integers (`1e3` is

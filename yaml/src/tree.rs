@@ -49,6 +49,7 @@ impl std::hash::Hash for Key {
 /// A document being read.
 #[derive(Debug, Clone)]
 pub(crate) enum Tree {
+    /// A scalar (or the null of an empty document): collections are always `Seq` or `Map`.
     Node(Node),
     Seq(Vec<Tree>),
     Map(Vec<(Key, Tree)>),
@@ -68,8 +69,7 @@ impl Tree {
         1 + match self {
             Tree::Seq(items) => items.iter().map(Tree::size).sum(),
             Tree::Map(entries) => entries.iter().map(|(_, v)| v.size()).sum(),
-            Tree::Node(node) => node_size(node) - 1,
-            Tree::NotJson { .. } => 0,
+            Tree::Node(_) | Tree::NotJson { .. } => 0,
         }
     }
 
@@ -111,14 +111,6 @@ impl Tree {
                 Some(line),
             )),
         }
-    }
-}
-
-fn node_size(node: &Node) -> usize {
-    1 + match node {
-        Node::Seq(items) => items.iter().map(node_size).sum(),
-        Node::Map(entries) => entries.iter().map(|(_, v)| node_size(v)).sum(),
-        _ => 0,
     }
 }
 
