@@ -13,17 +13,23 @@ use std::time::Duration;
 use deputy_agent::Deputy;
 
 const USAGE: &str = "\
-deputy-app [--handler-sleep <DURATION>] [--handler-fail] [--timeout <DURATION>]
-           [--ready-on-stdin] [--ignore-terminate] [--no-entrypoint]
+deputy-app [--handler-sleep <DURATION>] [--handler-fail] [--handler-crash]
+           [--timeout <DURATION>] [--ready-on-stdin] [--ignore-terminate] [--no-entrypoint]
+           [--allocate-on <FILE>]
 
 Prints 'registered pid=<PID> socket=<PATH>', 'health <ADDR>' and 'ready' on stdout, then
 waits. On terminate, runs the shutdown handler ('shutdown handler ran' / 'failed') and exits.
 --ready-on-stdin waits for a line 'ready' on stdin before reporting ready; 'shutdown' on
-stdin starts the shutdown itself. --ignore-terminate registers a callback that only logs.";
+stdin starts the shutdown itself. --ignore-terminate registers a callback that only logs.
+--handler-crash aborts the process inside the handler (a crash, not an error). --allocate-on
+removes FILE when it appears and then allocates memory until the kernel kills the process (the
+OOM tests).";
 
 fn main() {
     let mut handler_sleep = Duration::ZERO;
     let mut handler_fail = false;
+    let mut handler_crash = false;
+    let mut allocate_on = None;
     let mut timeout = deputy_agent::DEFAULT_SHUTDOWN_TIMEOUT;
     let mut ready_on_stdin = false;
     let mut ignore_terminate = false;
@@ -38,6 +44,8 @@ fn main() {
             "--handler-sleep" => handler_sleep = duration(),
             "--timeout" => timeout = duration(),
             "--handler-fail" => handler_fail = true,
+            "--handler-crash" => handler_crash = true,
+            "--allocate-on" => allocate_on = Some(args.next().unwrap_or_else(|| usage_error(&arg))),
             "--ready-on-stdin" => ready_on_stdin = true,
             "--ignore-terminate" => ignore_terminate = true,
             "--no-entrypoint" => entrypoint = Some(false),
@@ -54,6 +62,10 @@ fn main() {
         .shutdown_handler(move || {
             say("shutdown handler started");
             std::thread::sleep(handler_sleep);
+            if handler_crash {
+                say("shutdown handler crashing (abort)");
+                std::process::abort();
+            }
             if handler_fail {
                 say("shutdown handler failed");
                 return Err("the database did not flush".into());
@@ -94,6 +106,9 @@ fn main() {
     });
     say(format_args!("health {}", health.local_addr()));
 
+    if let Some(file) = allocate_on {
+        std::thread::spawn(move || allocate_when_present(std::path::Path::new(&file)));
+    }
     if !ready_on_stdin {
         deputy.readied();
         say("ready");
@@ -112,6 +127,27 @@ fn main() {
     }
     loop {
         std::thread::park();
+    }
+}
+
+/// Waits for `file`, removes it (a restarted instance must not see it again) and then allocates
+/// and touches memory, 1 MiB at a time, until the kernel's OOM killer ends the process.
+fn allocate_when_present(file: &std::path::Path) {
+    while !file.exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_file(file);
+    say(format_args!(
+        "{} appeared: allocating memory until killed",
+        file.display()
+    ));
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // Written, not just reserved: untouched pages are never charged to the cgroup.
+        held.push(vec![0xa5; 1 << 20]);
+        if held.len().is_multiple_of(16) {
+            say(format_args!("holding {} MiB", held.len()));
+        }
     }
 }
 

@@ -43,6 +43,20 @@ pub enum ClientError {
         /// Its reason.
         why: String,
     },
+    /// The socket exists but its mode keeps this process out: it runs as another user than the
+    /// app (the socket is 0600). Not "nothing registered": the app is there and was not asked.
+    #[error(
+        "cannot connect to {path}: permission denied (the socket belongs to {owner}, this process runs as UID {me}); run the relay as the app's user or as root",
+        path = path.display()
+    )]
+    Forbidden {
+        /// The socket.
+        path: PathBuf,
+        /// Its owner, as far as it can be seen.
+        owner: String,
+        /// Our effective UID.
+        me: u32,
+    },
     /// The target was still running when the deadline passed.
     #[error("PID {pid} was still running {elapsed:?} after the terminate request (timeout)")]
     Timeout {
@@ -141,6 +155,18 @@ impl Connection {
                         && !watch.has_exited() =>
                 {
                     std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                    use std::os::unix::fs::MetadataExt;
+                    let owner = match std::fs::metadata(&path) {
+                        Ok(meta) => format!("UID {}", meta.uid()),
+                        Err(_) => "a user whose directory we cannot search".to_owned(),
+                    };
+                    return Err(ClientError::Forbidden {
+                        path,
+                        owner,
+                        me: Uid::effective().as_raw(),
+                    });
                 }
                 Err(err) => {
                     return Ok(Lookup::NotRegistered(format!(

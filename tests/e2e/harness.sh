@@ -15,6 +15,9 @@
 #   harness.sh tool helm|actionlint
 #                       build or reuse that Go tool (from its wrapper module modules/<name>-<version>/)
 #                       and print the path of its binary
+#   harness.sh restart DAEMON [DOWN_SECONDS]
+#                       stop one daemon of the running node (kube-apiserver, kubelet, ...), keep it
+#                       down that long, start it again and wait until it serves (the fault tests)
 #   harness.sh cert-manager up|down
 #                       build or reuse cert-manager, apply its CRDs and run its controller and
 #                       cainjector on the running node (`test` does this); down stops them and
@@ -266,6 +269,14 @@ cmd_image() {
 	log "imported $1 into the node: $(grep -o 'linux/[^ ]*' <<<"$listed")"
 }
 
+# cmd_restart DAEMON [DOWN_SECONDS]: one daemon restarted under the running node.
+cmd_restart() {
+	[[ $(id -u) == 0 ]] || die "restart needs root (the daemons run as root)"
+	if ! { [[ -d $STATE ]] && is_up; }; then die "no node runs (make e2e-up first)"; fi
+	lock
+	restart_daemon "$@"
+}
+
 # cmd_tool NAME: the Go tools the chart tests and make lint run, built like the lane's binaries.
 cmd_tool() {
 	local name=${1:-} pkg mod version
@@ -305,8 +316,12 @@ main() {
 		shift
 		cmd_image "$@"
 		;;
+	restart)
+		shift
+		cmd_restart "$@"
+		;;
 	*)
-		sed -n '2,21s/^# \{0,1\}//p' "$0" >&2
+		sed -n '2,24s/^# \{0,1\}//p' "$0" >&2
 		exit 2
 		;;
 	esac

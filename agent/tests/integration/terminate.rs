@@ -147,6 +147,22 @@ fn a_stale_registration_never_touches_the_process_now_using_that_pid() {
     );
 }
 
+/// Runs `deputy-agent terminate ARGS` as UID/GID 65534 on `dir`; returns its exit code and stderr.
+fn terminate_as_nobody(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(agent())
+        .arg("terminate")
+        .args(args)
+        .env("DEPUTY_IPC_DIR", dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_peer_with_another_uid_is_refused_and_root_is_accepted() {
     require!("root (to run a client as another UID)" => is_root());
@@ -163,22 +179,10 @@ fn a_peer_with_another_uid_is_refused_and_root_is_accepted() {
     );
     // Loosen the file mode so only the server's SO_PEERCRED check stands in the way.
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(agent())
-        .args([
-            "terminate",
-            "--pid",
-            &app.pid().to_string(),
-            "--timeout",
-            "3s",
-        ])
-        .env("DEPUTY_IPC_DIR", dir.path())
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
+    let pid = app.pid().to_string();
+    let (code, text) = terminate_as_nobody(dir.path(), &["--pid", &pid, "--timeout", "3s"]);
     // A non-root client accepts a root peer; it is the server that must refuse the client.
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("refused"), "{text}");
     assert!(
         app.running(),
@@ -186,6 +190,29 @@ fn a_peer_with_another_uid_is_refused_and_root_is_accepted() {
     );
     assert_eq!(app.count("shutdown handler"), 0);
     // Negative control: the same request from root works.
+    let (code, out) = agent_output(dir.path(), &["terminate", "--timeout", "10s"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(app.wait_exit(DEADLINE), 0);
+}
+
+#[test]
+fn a_client_kept_out_by_the_socket_mode_says_so_and_fails_instead_of_finding_nothing() {
+    require!("root (to run a client as another UID)" => is_root());
+    let dir = ipc_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut app = start_app(dir.path(), &[]);
+    let (code, text) = terminate_as_nobody(dir.path(), &["--timeout", "3s"]);
+    // Before: "nothing to do: PID N is not registered" and exit 0, as if no app were there.
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("permission denied")
+            && text.contains("belongs to UID 0")
+            && text.contains("runs as UID 65534")
+            && !text.contains("nothing to do"),
+        "{text}"
+    );
+    assert!(app.running(), "the app was not asked");
+    assert_eq!(app.count("shutdown handler"), 0);
     let (code, out) = agent_output(dir.path(), &["terminate", "--timeout", "10s"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(app.wait_exit(DEADLINE), 0);
@@ -202,6 +229,11 @@ fn timeout_on_an_app_that_ignores_the_request_names_pid_and_elapsed_time() {
     assert!(
         out.contains(&format!("PID {}", app.pid())) && out.contains("timeout"),
         "{out}"
+    );
+    assert!(
+        out.contains("Kubernetes sends SIGTERM next")
+            && out.contains("k8s-deputy.io/terminate-timeout"),
+        "the relay says what happens next and what to change: {out}"
     );
     assert!(
         elapsed >= Duration::from_millis(400),

@@ -65,64 +65,114 @@ node_settled() {
 		kubectl -n default get configmap kube-root-ca.crt
 }
 
-start_all() {
+# start_daemon NAME: starts one daemon of the node with its flags and waits until it serves
+# (start_all starts them in order; restart_daemon restarts one of them under the others).
+start_daemon() {
 	local k=$K8S_BIN
+	case $1 in
+	etcd)
+		start etcd "$ETCD_BIN/etcd" --name e2e --data-dir "$STATE/etcd" \
+			--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+			--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+			--initial-cluster e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
+			--unsafe-no-fsync --log-level warn
+		wait_for "etcd /health" 60 etcd in_node curl -sf --max-time 2 http://127.0.0.1:2379/health
+		;;
+	kube-apiserver)
+		start kube-apiserver "$k/kube-apiserver" \
+			--etcd-servers=http://127.0.0.1:2379 \
+			--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port=6443 \
+			--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+			--client-ca-file="$PKI/ca.crt" \
+			--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+			--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+			--kubelet-certificate-authority="$PKI/ca.crt" \
+			--kubelet-preferred-address-types=InternalIP \
+			--service-account-issuer=https://kubernetes.default.svc.cluster.local \
+			--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+			--service-cluster-ip-range="$SVC_CIDR" \
+			--authorization-mode=Node,RBAC \
+			--enable-admission-plugins=NodeRestriction \
+			--allow-privileged=true --profiling=false --v=1
+		wait_for "kube-apiserver /readyz" 120 kube-apiserver api_ready
+		;;
+	containerd)
+		mkdir -p "$CTRD"
+		# containerd finds its shim on PATH: the lane's own first.
+		start containerd env PATH="$CTRD_BIN:$PATH" "$CTRD_BIN/containerd" --config "$STATE/etc/containerd.toml"
+		wait_for "containerd" 60 containerd "$CTRD_BIN/ctr" --address "$CTRD_SOCK" version
+		;;
+	kube-controller-manager)
+		start kube-controller-manager "$k/kube-controller-manager" \
+			--kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+			--authentication-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+			--authorization-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
+			--bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
+			--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+			--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+			--service-cluster-ip-range="$SVC_CIDR" --profiling=false --v=1
+		;;
+	kube-scheduler)
+		start kube-scheduler "$k/kube-scheduler" \
+			--kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+			--authentication-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+			--authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
+			--bind-address=127.0.0.1 --leader-elect=false --profiling=false --v=1
+		;;
+	kubelet)
+		mkdir -p "$STATE/kubelet" "$STATE/pod-logs" "$STATE/kubelet-plugins"
+		start kubelet "$k/kubelet" --config="$STATE/etc/kubelet.yaml" \
+			--kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
+			--hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
+		;;
+	kube-proxy)
+		start kube-proxy "$k/kube-proxy" --config="$STATE/etc/kube-proxy.yaml" --v=1
+		;;
+	*) die "no daemon $1 (the daemons: ${DAEMONS[*]})" ;;
+	esac
+}
+
+start_all() {
 	mkdir -p "$LOGS" "$PIDS" "$STATE/etcd"
-	start etcd "$ETCD_BIN/etcd" --name e2e --data-dir "$STATE/etcd" \
-		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-		--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-		--initial-cluster e2e=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
-		--unsafe-no-fsync --log-level warn
-	wait_for "etcd /health" 60 etcd in_node curl -sf --max-time 2 http://127.0.0.1:2379/health
-
-	start kube-apiserver "$k/kube-apiserver" \
-		--etcd-servers=http://127.0.0.1:2379 \
-		--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port=6443 \
-		--tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
-		--client-ca-file="$PKI/ca.crt" \
-		--kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
-		--kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
-		--kubelet-certificate-authority="$PKI/ca.crt" \
-		--kubelet-preferred-address-types=InternalIP \
-		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
-		--service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-		--service-cluster-ip-range="$SVC_CIDR" \
-		--authorization-mode=Node,RBAC \
-		--enable-admission-plugins=NodeRestriction \
-		--allow-privileged=true --profiling=false --v=1
-	wait_for "kube-apiserver /readyz" 120 kube-apiserver api_ready
-
-	mkdir -p "$CTRD"
-	# containerd finds its shim on PATH: the lane's own first.
-	start containerd env PATH="$CTRD_BIN:$PATH" "$CTRD_BIN/containerd" --config "$STATE/etc/containerd.toml"
-	wait_for "containerd" 60 containerd "$CTRD_BIN/ctr" --address "$CTRD_SOCK" version
+	start_daemon etcd
+	start_daemon kube-apiserver
+	start_daemon containerd
 	import_image "$IMG_CACHE/pause.tar"
 	import_image "$IMG_CACHE/busybox.tar"
-
-	start kube-controller-manager "$k/kube-controller-manager" \
-		--kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
-		--authentication-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
-		--authorization-kubeconfig="$STATE/kube-controller-manager.kubeconfig" \
-		--bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
-		--service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-		--cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-		--service-cluster-ip-range="$SVC_CIDR" --profiling=false --v=1
-	start kube-scheduler "$k/kube-scheduler" \
-		--kubeconfig="$STATE/kube-scheduler.kubeconfig" \
-		--authentication-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
-		--authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
-		--bind-address=127.0.0.1 --leader-elect=false --profiling=false --v=1
-
-	mkdir -p "$STATE/kubelet" "$STATE/pod-logs" "$STATE/kubelet-plugins"
-	start kubelet "$k/kubelet" --config="$STATE/etc/kubelet.yaml" \
-		--kubeconfig="$STATE/kubelet.kubeconfig" --root-dir="$STATE/kubelet" \
-		--hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
-	start kube-proxy "$k/kube-proxy" --config="$STATE/etc/kube-proxy.yaml" --v=1
-
-	wait_for "kubelet /healthz" 120 kubelet in_node curl -sf --max-time 2 http://127.0.0.1:10248/healthz
-	wait_for "node $NODE_NAME Ready" 180 kubelet node_ready
+	start_daemon kube-controller-manager
+	start_daemon kube-scheduler
+	start_daemon kubelet
+	start_daemon kube-proxy
+	wait_for_kubelet
 	wait_for "node $NODE_NAME untainted with a default ServiceAccount" 120 kube-controller-manager node_settled
 	wait_for "kube-proxy /healthz" 60 kube-proxy in_node curl -sf --max-time 2 http://127.0.0.1:10256/healthz
+}
+
+wait_for_kubelet() {
+	wait_for "kubelet /healthz" 120 kubelet in_node curl -sf --max-time 2 http://127.0.0.1:10248/healthz
+	wait_for "node $NODE_NAME Ready" 180 kubelet node_ready
+}
+
+# restart_daemon NAME [DOWN_SECONDS]: stops one daemon of the running node (SIGTERM, as a
+# service manager would), keeps it down DOWN_SECONDS (default 0), starts it again with the same
+# flags and waits until it serves again (for the kubelet: /healthz and the node Ready). Prints
+# one line: `NAME down S s, serving again after T s`.
+restart_daemon() {
+	local name=$1 down=${2:-0} t0
+	case $name in
+	kube-apiserver | kubelet | kube-controller-manager | kube-scheduler | kube-proxy | containerd) ;;
+	*) die "restart knows kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy and containerd, not ${name:-nothing}" ;;
+	esac
+	[[ $down =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "restart: DOWN_SECONDS must be a number of seconds, not $down"
+	t0=$(date +%s.%N)
+	stop "$name"
+	sleep "$down"
+	local t1
+	t1=$(date +%s.%N)
+	start_daemon "$name"
+	[[ $name == kubelet ]] && wait_for_kubelet
+	[[ $name == kube-apiserver ]] && wait_for "node $NODE_NAME Ready" 120 kubelet node_ready
+	echo "$name down $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s, serving again after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}') s"
 }
 
 is_up() {

@@ -17,7 +17,7 @@ cmd_test() {
 		printf '%s\n' "$missing" >&2
 		log "SKIPPING the e2e suite: the node cannot run on this machine (see above)"
 		command -v cargo >/dev/null || die "missing: cargo, so not even the skipping tests can run"
-		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test cert_manager --test deputy --test deputy_ops --test drain --test chart)
+		(cd "$E2E_DIR" && env -u KUBECONFIG cargo test --test node --test manifests --test cert_manager --test deputy --test deputy_ops --test faults --test drain --test chart)
 		return 0
 	fi
 	[[ -z ${missing:-} ]] || printf '%s\n' "$missing" >&2
@@ -71,6 +71,10 @@ cmd_test() {
 	suite_run deputy -- --test-threads=5
 	# The tests that take the webhook down or rotate its certificate lock out the others themselves.
 	suite_run deputy_ops -- --test-threads=4 "${ops_filter[@]}"
+	# tests/faults/: termination under faults (crashing and deaf apps, restarted containers with a
+	# reused PID, a kubelet restart mid-relay, 30 evictions, 50 deletions at once); the tests
+	# that restart the kubelet or fill the node lock out the others themselves.
+	[[ $suite == core ]] || suite_run faults -- --test-threads=4
 	# tests/drain.rs: requests lost while Pods behind a Service are replaced or deleted, per way
 	# of terminating (its cases take turns: they share the load and the CPU).
 	[[ $suite == core ]] || suite_run drain --

@@ -141,3 +141,20 @@ pub async fn fail_open_count(node: &Node) -> f64 {
         .sum::<f64>()
         + 0.0 // a sum of nothing is -0.0
 }
+
+/// The API server's histogram of its calls to k8s-deputy's namespace entry for Pod CREATEs
+/// (`apiserver_admission_webhook_admission_duration_seconds`): the admission latency it saw.
+pub async fn admission_histogram(node: &Node) -> metrics::Histogram {
+    let samples = metrics::api_server(node)
+        .await
+        .expect("the API server's metrics");
+    metrics::Histogram::from_samples(
+        &samples,
+        "apiserver_admission_webhook_admission_duration_seconds",
+        &[
+            ("name", ENTRIES[0]),
+            ("type", "admit"),
+            ("operation", "CREATE"),
+        ],
+    )
+}

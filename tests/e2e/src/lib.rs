@@ -229,6 +229,24 @@ impl Node {
         }
     }
 
+    /// Restarts one daemon of the node (`harness.sh restart NAME SECONDS`: SIGTERM, `down` of
+    /// nothing, the same flags again, waited for until it serves) and returns the harness's line
+    /// (`NAME down S s, serving again after T s`). Needs root, as the suite runs.
+    pub fn restart_daemon(&self, name: &str, down: Duration) -> Result<String> {
+        let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness.sh");
+        let out = Command::new(&harness)
+            .args(["restart", name, &format!("{:.1}", down.as_secs_f64())])
+            .output()
+            .with_context(|| format!("cannot run {}", harness.display()))?;
+        if !out.status.success() {
+            bail!(
+                "harness.sh restart {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
     /// Directory on the host for hostPath volumes of one test, writable by any container user.
     pub fn host_dir(&self, name: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;

@@ -180,6 +180,45 @@ pub async fn termination_events(node: &Node, namespace: &str, pod: &str) -> Resu
     .await
 }
 
+/// Waits (up to a minute) until the container's log contains `line` (the app registered), and
+/// returns the log.
+pub async fn wait_for_log(pods: &Api<Pod>, name: &str, line: &str) -> String {
+    poll(
+        &format!("{line:?} in the log of {name}"),
+        crate::MINUTE,
+        || async {
+            let logs = pods.logs(name, &Default::default()).await?;
+            Ok(logs.contains(line).then_some(logs))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// What one deletion showed: the API's view and the container's whole log.
+#[derive(Debug)]
+pub struct Graceful {
+    /// The deletion as watched.
+    pub deletion: Deletion,
+    /// The log of container `app`, followed to its end.
+    pub lines: Vec<LogLine>,
+}
+
+/// Deletes a running Pod while following its log, and watches it until it is gone.
+pub async fn delete_following_log(pods: &Api<Pod>, name: &str, deadline: Duration) -> Graceful {
+    let follower = LogFollower::start(pods, name)
+        .await
+        .expect("follow the log");
+    let deletion = delete_and_watch(pods, name, deadline)
+        .await
+        .unwrap_or_else(|e| panic!("delete Pod {name}: {e:#}"));
+    let lines = follower
+        .finish(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("the log of {name}: {e:#}"));
+    Graceful { deletion, lines }
+}
+
 /// Seconds from `from` to `to` (negative when `to` is earlier).
 pub fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
     (to.as_nanosecond() - from.as_nanosecond()) as f64 / 1e9

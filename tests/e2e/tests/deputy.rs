@@ -13,8 +13,8 @@ use deputy_e2e::figures;
 use deputy_e2e::injection::{annotation, prestop, volume_names, STATUS_ANNOTATION};
 use deputy_e2e::pods::{demo_pod, dry_run, DemoPod};
 use deputy_e2e::termination::{
-    delete_and_watch, line_index, pod_event_reasons, seconds_between, show, termination_events,
-    Deletion, LogFollower, LogLine, RELAY_ASKS, RELAY_CLEAN,
+    delete_following_log, line_index, pod_event_reasons, seconds_between, show, termination_events,
+    wait_for_log, Graceful, RELAY_ASKS, RELAY_CLEAN,
 };
 use deputy_e2e::{node, poll, wait_running, Node, TestNamespace, MINUTE};
 use k8s_openapi::api::authentication::v1::TokenReview;
@@ -93,41 +93,6 @@ fn assert_injected(pod: &Pod, ipc_dir: &str) {
         ),
         "Pod {name}: preStop {hook:?}"
     );
-}
-
-/// Waits until the container's log contains `line` (the app registered).
-async fn wait_for_log(pods: &Api<Pod>, name: &str, line: &str) -> String {
-    poll(
-        &format!("{line:?} in the log of {name}"),
-        MINUTE,
-        || async {
-            let logs = pods.logs(name, &Default::default()).await?;
-            Ok(logs.contains(line).then_some(logs))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// What one graceful deletion showed.
-struct Graceful {
-    deletion: Deletion,
-    lines: Vec<LogLine>,
-}
-
-/// Deletes a running Pod while following its log, and watches it until it is gone.
-async fn delete_following_log(pods: &Api<Pod>, name: &str, deadline: Duration) -> Graceful {
-    let follower = LogFollower::start(pods, name)
-        .await
-        .expect("follow the log");
-    let deletion = delete_and_watch(pods, name, deadline)
-        .await
-        .unwrap_or_else(|e| panic!("delete Pod {name}: {e:#}"));
-    let lines = follower
-        .finish(Duration::from_secs(10))
-        .await
-        .unwrap_or_else(|e| panic!("the log of {name}: {e:#}"));
-    Graceful { deletion, lines }
 }
 
 /// Scenario 2: the relay reached the app while the preStop hook was running (its first line

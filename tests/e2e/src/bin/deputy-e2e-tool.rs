@@ -22,6 +22,11 @@
 //!   INTERVAL apart, until standard input closes or MAX passes, then one JSON line: what was
 //!   lost and why (`deputy_e2e::load`).
 //!
+//! * `as-uid UID PROG [ARGS...]`: runs PROG as UID (and GID UID), without supplementary groups
+//!   or capabilities, and exits with its status (a process of another user in the same
+//!   container; busybox's `setpriv` cannot change the UID);
+//! * `chmod OCTAL PATH`: sets PATH's mode.
+//!
 //! Exit codes: 0 on success, 1 when the operation failed, 2 on a usage error.
 
 use std::io::{Read, Write};
@@ -52,13 +57,16 @@ fn main() -> ExitCode {
             args.get(4).map(String::as_str),
         ),
         Some("http-load") if args.len() == 6 => http_load(&args[1..]),
+        Some("as-uid") if args.len() >= 3 => return as_uid(&args[1], &args[2..]),
+        Some("chmod") if args.len() == 3 => chmod(&args[1], &args[2]),
         _ => {
             eprintln!(
                 "usage: deputy-e2e-tool webhook --cert FILE --key FILE [--port N] \
                  [--add-container NAME=IMAGE] | bind-unix PATH \
                  | connect-unix PATH | write-file PATH | cat PATH | relay IP:PORT \
                  | https-get HOST:PORT PATH CA_FILE [TOKEN_FILE] \
-                 | http-load IP:PORT close|keepalive WORKERS INTERVAL MAX"
+                 | http-load IP:PORT close|keepalive WORKERS INTERVAL MAX \
+                 | as-uid UID PROG [ARGS...] | chmod OCTAL PATH"
             );
             return ExitCode::from(2);
         }
@@ -70,6 +78,38 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `as-uid`: the child's exit status, or 1 when it cannot run.
+fn as_uid(uid: &str, command: &[String]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let Ok(id) = uid.parse::<u32>() else {
+        eprintln!("deputy-e2e-tool: as-uid: {uid:?} is not a numeric UID");
+        return ExitCode::from(2);
+    };
+    // Run as root, std drops the supplementary groups (setgroups(0)) before the UID change;
+    // the capabilities go with the UID.
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .gid(id)
+        .uid(id)
+        .status();
+    match status {
+        Ok(status) => ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("deputy-e2e-tool: as-uid: cannot run {}: {e}", command[0]);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `chmod`: sets the mode of PATH.
+fn chmod(mode: &str, path: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        u32::from_str_radix(mode, 8).with_context(|| format!("{mode:?} is no octal mode"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {path}"))
 }
 
 /// `http-load`: runs until stdin closes (the test is done) or MAX passes (the test died).

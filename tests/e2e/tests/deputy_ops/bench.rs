@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use deputy_e2e::deputy::{injected_namespace, webhook_pod_names, ENTRIES, METRICS_PORT, SYSTEM_NS};
+use deputy_e2e::deputy::{injected_namespace, webhook_pod_names, METRICS_PORT, SYSTEM_NS};
 use deputy_e2e::figures;
 use deputy_e2e::injection::is_injected;
 use deputy_e2e::metrics::{self, Histogram};
@@ -28,21 +28,6 @@ async fn webhook_histogram(node: &Node, pods: &[String]) -> Histogram {
         ));
     }
     total
-}
-
-async fn api_server_histogram(node: &Node) -> Histogram {
-    let samples = metrics::api_server(node)
-        .await
-        .expect("the API server's metrics");
-    Histogram::from_samples(
-        &samples,
-        "apiserver_admission_webhook_admission_duration_seconds",
-        &[
-            ("name", ENTRIES[0]),
-            ("type", "admit"),
-            ("operation", "CREATE"),
-        ],
-    )
 }
 
 /// A histogram bucket's bound for a figure's values: seconds, or `"+Inf"` (JSON has no
@@ -80,7 +65,7 @@ async fn benchmark_admission_latency_over_120_pods() {
         pods.create(&dry_run(), &spec).await.expect("warm-up");
     }
     let webhook_before = webhook_histogram(&node, &replicas).await;
-    let api_before = api_server_histogram(&node).await;
+    let api_before = deputy_e2e::deputy::admission_histogram(&node).await;
     const N: usize = 120;
     let mut round_trips = Vec::with_capacity(N);
     for i in 0..N {
@@ -96,7 +81,9 @@ async fn benchmark_admission_latency_over_120_pods() {
     let webhook = webhook_histogram(&node, &replicas)
         .await
         .since(&webhook_before);
-    let api = api_server_histogram(&node).await.since(&api_before);
+    let api = deputy_e2e::deputy::admission_histogram(&node)
+        .await
+        .since(&api_before);
     round_trips.sort();
     let pct = |q: f64| round_trips[((q * N as f64).ceil() as usize).clamp(1, N) - 1];
 

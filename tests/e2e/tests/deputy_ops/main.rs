@@ -2,7 +2,9 @@
 //! per topic: skips explained to the client (`warnings`), a second mutating webhook with
 //! reinvocation (`reinvocation`), the webhook down, failing open (`outage`), its CA rotated under
 //! load (`rotation`), its TLS Secret re-applied, refilled, and the readiness net (`tls_secret`), a
-//! Deployment's rolling update (`rollout`); and a latency benchmark (`bench`).
+//! Deployment's rolling update (`rollout`); a creation burst of 300+ Pods while the webhook is
+//! rolled, a replica SIGKILLed or the API server restarted (`burst`); and a latency benchmark
+//! (`bench`).
 //!
 //! Needs the stack `scripts/e2e-deploy.sh` deploys (`make e2e-test` runs it first). Each test
 //! works in namespaces of its own. The tests that take the webhook down, rotate its certificate,
@@ -11,6 +13,7 @@
 //! `harness.sh test` summarises at the end.
 
 mod bench;
+mod burst;
 mod outage;
 mod reinvocation;
 mod rollout;

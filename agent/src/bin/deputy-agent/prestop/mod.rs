@@ -32,6 +32,14 @@ pub fn terminate(dir: &IpcDir, args: &TerminateArgs) -> i32 {
         Ok(()) => 0,
         Err(err) => {
             report.line(format_args!("error: {}", chain(&err)));
+            if let ClientError::Timeout { pid, .. } = err {
+                report.line(format_args!(
+                    "giving up on PID {pid}: Kubernetes sends SIGTERM next and SIGKILL at the end of \
+                     the grace period; make the app's termination callback end the process, or give \
+                     it longer (the k8s-deputy.io/terminate-timeout annotation, \
+                     terminationGracePeriodSeconds)"
+                ));
+            }
             1
         }
     }
