@@ -156,7 +156,8 @@ wait_for_kubelet() {
 # restart_daemon NAME [DOWN_SECONDS]: stops one daemon of the running node (SIGTERM, as a
 # service manager would), keeps it down DOWN_SECONDS (default 0), starts it again with the same
 # flags and waits until it serves again (for the kubelet: /healthz and the node Ready). Prints
-# one line: `NAME down S s, serving again after T s`.
+# one line: `NAME stopped in S s (by SIGTERM|SIGKILL), down D s, serving again T s after the stop
+# began`.
 restart_daemon() {
 	local name=$1 down=${2:-0} t0
 	case $name in
@@ -166,13 +167,17 @@ restart_daemon() {
 	[[ $down =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "restart: DOWN_SECONDS must be a number of seconds, not $down"
 	t0=$(date +%s.%N)
 	stop "$name"
+	local stopped t1
+	stopped=$(date +%s.%N)
 	sleep "$down"
-	local t1
 	t1=$(date +%s.%N)
 	start_daemon "$name"
 	[[ $name == kubelet ]] && wait_for_kubelet
 	[[ $name == kube-apiserver ]] && wait_for "node $NODE_NAME Ready" 120 kubelet node_ready
-	echo "$name down $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s, serving again after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}') s"
+	local now
+	now=$(date +%s.%N)
+	awk -v a="$t0" -v s="$stopped" -v b="$t1" -v n="$now" -v name="$name" -v by="$STOPPED_BY" \
+		'BEGIN{printf "%s stopped in %.2f s (by SIG%s), down %.2f s, serving again %.2f s after the stop began\n", name, s-a, by, b-s, n-a}' </dev/null
 }
 
 is_up() {
@@ -181,9 +186,12 @@ is_up() {
 	api_ready && node_ready
 }
 
-# stop NAME: SIGTERM, then SIGKILL after a deadline; returns once the process is gone.
+# stop NAME: SIGTERM, then SIGKILL after a deadline; returns once the process is gone. Sets
+# STOPPED_BY to the signal that ended it.
+STOPPED_BY=
 stop() {
 	local name=$1 pid
+	STOPPED_BY=TERM
 	[[ -f $PIDS/$name.pid ]] || return 0
 	pid=$(cat "$PIDS/$name.pid")
 	if running "$pid"; then
@@ -193,6 +201,7 @@ stop() {
 		if running "$pid"; then
 			log "$name (pid $pid) ignored SIGTERM for 20 s; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
+			STOPPED_BY=KILL
 		fi
 		while running "$pid"; do sleep 0.1; done
 		log "stopped $name (pid $pid)"

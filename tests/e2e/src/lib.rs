@@ -231,7 +231,8 @@ impl Node {
 
     /// Restarts one daemon of the node (`harness.sh restart NAME SECONDS`: SIGTERM, `down` of
     /// nothing, the same flags again, waited for until it serves) and returns the harness's line
-    /// (`NAME down S s, serving again after T s`). Needs root, as the suite runs.
+    /// (`NAME stopped in S s (by SIGTERM), down D s, serving again T s after the stop began`).
+    /// Needs root, as the suite runs.
     pub fn restart_daemon(&self, name: &str, down: Duration) -> Result<String> {
         let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness.sh");
         let out = Command::new(&harness)
