@@ -259,6 +259,12 @@ impl LineBuffer {
 #[error("request line longer than {MAX_LINE} bytes")]
 pub struct LineTooLong;
 
+impl LineTooLong {
+    /// What a server answers (`error request too long`): the same words from the library's
+    /// server and from `deputy-agent run`'s, whatever this type's message says.
+    pub const REPLY: &'static str = "request too long";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

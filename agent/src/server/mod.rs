@@ -387,7 +387,7 @@ fn read_request_line(stream: &mut UnixStream) -> Result<Option<Vec<u8>>, &'stati
         match lines.next_line() {
             Ok(Some(line)) => return Ok(Some(line)),
             Ok(None) => {}
-            Err(_) => return Err("request too long"),
+            Err(_) => return Err(crate::protocol::LineTooLong::REPLY),
         }
     }
 }

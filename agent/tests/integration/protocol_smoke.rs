@@ -2,12 +2,15 @@
 //! library's real server over its real socket: any bytes, in any chunks, get the answer the
 //! protocol gives them (`ok` to a terminate line, `error unknown request` to another line,
 //! `error request too long` past 64 bytes without a line break, nothing to a peer that leaves
-//! mid-line); the callback runs only for a terminate; the server keeps serving throughout.
+//! mid-line); the callback runs only for a terminate; the server keeps serving throughout. The
+//! same inputs, terminate lines left out, go to `deputy-agent run`'s own server, which must answer
+//! alike without signalling its child.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use deputy_agent::Terminator;
 use proptest::prelude::*;
@@ -59,6 +62,75 @@ fn request() -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
         })
 }
 
+/// Sends `data` to the server at `socket` in pieces cut after `cuts` bytes, closes the write
+/// side, and returns what came back (at most the first `want` bytes' worth of reads, at least one).
+fn answer(socket: &std::path::Path, data: &[u8], cuts: &[usize], want: usize) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let mut sent: usize = 0;
+    for cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+        let end = sent.saturating_add(*cut).min(data.len());
+        // The server may answer and close before everything is sent.
+        if stream.write_all(&data[sent..end]).is_err() {
+            break;
+        }
+        sent = end;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 128];
+    // A terminate is answered `ok` and held (for `exited` later): read only that line.
+    while got.len() < want.max(1) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(err) => panic!("no answer within {DEADLINE:?} to {data:?}: {err}"),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn any_bytes_but_a_terminate_get_the_same_answers_from_deputy_agent_run() {
+    let dir = ipc_dir();
+    let mut command = std::process::Command::new(agent());
+    command
+        .args(["run", "--", "sh", "-c"])
+        // Ends with its parent: a failing test must not leave it behind.
+        .arg("trap 'echo child-got-sigterm; exit 0' TERM; while kill -0 $PPID; do sleep 0.05 & wait $!; done")
+        .env("DEPUTY_IPC_DIR", dir.path());
+    let mut run = Proc::spawn(command);
+    let socket = dir
+        .path()
+        .join(format!("graceful-terminator.{}.socket", run.pid()));
+    assert!(
+        poll_until(DEADLINE, || socket.exists().then_some(())).is_some(),
+        "run registers"
+    );
+    let config = ProptestConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |((data, cuts) in request())| {
+        let want = expected(&data);
+        prop_assume!(want != "ok\n");
+        let got = answer(&socket, &data, &cuts, want.len());
+        prop_assert_eq!(got.as_str(), want, "for {:?}", data);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(run.running(), "run kept serving");
+    assert_eq!(
+        run.count("child-got-sigterm"),
+        0,
+        "no input reached the child as a signal"
+    );
+    // Negative control: a terminate line does.
+    assert_eq!(answer(&socket, b"terminate\n", &[], 3), "ok\n");
+    run.wait_for_line("child-got-sigterm");
+    assert_eq!(run.wait_exit(DEADLINE), 0);
+}
+
 #[test]
 fn any_bytes_get_the_protocols_answer_from_the_real_server() {
     let dir = ipc_dir();
@@ -79,30 +151,9 @@ fn any_bytes_get_the_protocols_answer_from_the_real_server() {
         ..ProptestConfig::default()
     };
     proptest!(config, |((data, cuts) in request())| {
-        let mut stream = UnixStream::connect(&socket).unwrap();
-        let mut sent: usize = 0;
-        for cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
-            let end = sent.saturating_add(*cut).min(data.len());
-            // The server may answer and close before everything is sent.
-            if stream.write_all(&data[sent..end]).is_err() {
-                break;
-            }
-            sent = end;
-        }
-        let _ = stream.shutdown(std::net::Shutdown::Write);
         let want = expected(&data);
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 128];
-        // A terminate is answered `ok` and held (for `exited` later): read only that line.
-        while got.len() < want.len().max(1) {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(err) => panic!("no answer within {DEADLINE:?} to {data:?}: {err}"),
-            }
-        }
-        prop_assert_eq!(String::from_utf8_lossy(&got), want, "for {:?}", data);
+        let got = answer(&socket, &data, &cuts, want.len());
+        prop_assert_eq!(got.as_str(), want, "for {:?}", data);
         if want == "ok\n" {
             accepted.fetch_add(1, Ordering::SeqCst);
         } else {

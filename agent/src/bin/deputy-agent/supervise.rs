@@ -23,7 +23,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use deputy_agent::process::descent_depth;
-use deputy_agent::protocol::{IpcDir, LineBuffer, Reply, Request, ENV_SUPERVISOR_PID};
+use deputy_agent::protocol::{IpcDir, LineBuffer, LineTooLong, Reply, Request, ENV_SUPERVISOR_PID};
 use deputy_agent::{admit_peer, send_line, Registration, EXIT_DRAIN, REQUEST_READ_TIMEOUT};
 
 use crate::cli::RunArgs;
@@ -386,8 +386,11 @@ impl Supervisor {
         let line = match client.lines.next_line() {
             Ok(Some(line)) => line,
             Ok(None) => return Keep::Yes,
-            Err(err) => {
-                send_line(&client.stream, Reply::Error(err.to_string()).to_string());
+            Err(LineTooLong) => {
+                send_line(
+                    &client.stream,
+                    Reply::Error(LineTooLong::REPLY.into()).to_string(),
+                );
                 return Keep::No;
             }
         };
