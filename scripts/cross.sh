@@ -5,7 +5,7 @@
 # into a cache outside the repository. The build runs chrooted into it, in a mount namespace of
 # its own (the repository, the cargo registry and the target cache are bind-mounted there, and
 # vanish with it), offline, from the crates the host's cargo fetched. The sources are a copy
-# (sync_sources) shared by every checkout, like the target cache.
+# (sync_tree, scripts/lib/sync-tree.sh) shared by every checkout, like the target cache.
 #
 #   scripts/cross.sh toolchain   install (or reuse) the trixie root; prints its path
 #   scripts/cross.sh build       build deputy-agent and deputy-webhook (and the agent's
@@ -16,6 +16,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib/sync-tree.sh
+. "$repo/scripts/lib/sync-tree.sh"
 CACHE=${DEPUTY_CROSS_CACHE:-$HOME/.cache/k8s-deputy/cross}
 ROOT=$CACHE/trixie
 MIRROR=${DEPUTY_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -88,32 +90,6 @@ toolchain_env() {
 	echo 'for d in /usr/lib/rust-web/bin /usr/lib/rust-*/bin; do [ -d "$d" ] && PATH=$d:$PATH; done; export PATH'
 }
 
-# sync_sources DIR: the checkout's files (tracked, and untracked but not ignored) copied into
-# DIR, which the root builds from. One DIR and one target cache serve every checkout (a CI clone
-# at a new path reuses the dependencies built before), so freshness must not come from the
-# checkout's file times: a file whose content changed is copied with the time of now, one that
-# did not keeps its copy's time, and cargo rebuilds exactly what changed.
-sync_sources() {
-	local dir=$1 file listed
-	mkdir -p "$dir"
-	listed=$(mktemp)
-	(cd "$repo" && { git ls-files --cached --others --exclude-standard 2>/dev/null ||
-		find . -type f -not -path './target/*' -not -path './.git/*' | sed 's|^\./||'; }) |
-		grep -v '^target/' | sort -u >"$listed"
-	while IFS= read -r file; do
-		[[ -f $repo/$file ]] || continue
-		if ! cmp -s "$repo/$file" "$dir/$file"; then
-			mkdir -p "$(dirname "$dir/$file")"
-			cp "$repo/$file" "$dir/$file"
-		fi
-	done <"$listed"
-	# Files the checkout no longer has.
-	(cd "$dir" && find . -type f | sed 's|^\./||' | sort) | comm -23 - "$listed" | while IFS= read -r file; do
-		rm -f "$dir/$file"
-	done
-	rm -f "$listed"
-}
-
 cmd_build() {
 	need_host_tools
 	cmd_toolchain >/dev/null
@@ -122,7 +98,7 @@ cmd_build() {
 	# One build at a time: the sources' copy and the target cache are shared.
 	exec 9>"$CACHE/build.lock"
 	flock 9
-	sync_sources "$src"
+	sync_tree "$repo" "$src"
 	# The crates, fetched by the host's cargo (the root builds offline).
 	(cd "$repo" && cargo fetch --locked >/dev/null) || die "cargo fetch failed"
 	log "building deputy-agent and deputy-webhook for $TRIPLE"
