@@ -148,8 +148,18 @@ fn a_stale_registration_never_touches_the_process_now_using_that_pid() {
 }
 
 /// Runs `deputy-agent terminate ARGS` as UID/GID 65534 on `dir`; returns its exit code and stderr.
+/// The binary runs from a copy in a directory anyone may enter: the build's own may sit under a
+/// home that UID 65534 cannot traverse (`make` builds in `~/.cache/k8s-deputy/tree`).
 fn terminate_as_nobody(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(agent())
+    let copy_dir = tempfile::Builder::new()
+        .prefix("deputy-agent-for-any-uid-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(copy_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = copy_dir.path().join("deputy-agent");
+    std::fs::copy(agent_binary(), &copy).expect("copy the agent for another UID");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_binary(&copy)
         .arg("terminate")
         .args(args)
         .env("DEPUTY_IPC_DIR", dir)
