@@ -21,7 +21,8 @@ use serde_json::json;
 use crate::NODE;
 
 /// The container's script (under `deputy-agent run`, so `sh` is PID 2 or so, never 1). The first
-/// instance starts the app in the background and records its PID in the IPC directory; a later
+/// instance uses up PIDs to 40 (how many `run`'s threads take at a start varies), starts the app
+/// in the background and records its PID in the IPC directory; a later
 /// instance reads it (a builtin: no fork may take a PID first), forks until a decoy holds exactly
 /// that PID, asks a relay to terminate the
 /// old PID, then starts a new app (which gets another PID) and waits for it.
@@ -48,6 +49,9 @@ if [ -e "$d/first-app" ]; then
   wait "$app"
   exit $?
 fi
+# PIDs past what run's threads and the shell take at a start, so that a later instance always
+# starts below the old app's PID and can fork its way up to it.
+while :; do /bin/true & t=$!; wait "$t"; [ "$t" -ge 40 ] && break; done
 /app/deputy-app $FIRST_ARGS &
 echo "$!" > "$d/first-app"
 echo "restart: first app PID $!"
@@ -179,12 +183,22 @@ async fn restart_then_delete(fault: Fault, name: &str, trigger: &str) {
         .cloned()
         .expect("the restarted container's last state is terminated");
     let previous = log(&pods, name, true).await;
-    let current = poll("the new instance's app registered", MINUTE, || async {
+    let current = match poll("the new instance's app registered", MINUTE, || async {
         let text = log(&pods, name, false).await;
         Ok(text.contains("deputy-app: ready").then_some(text))
     })
     .await
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    {
+        Ok(text) => text,
+        Err(e) => {
+            let status = app_status(&pods.get(name).await.expect("the Pod"));
+            panic!(
+                "{e:#}\nthe current instance's log:\n{}\nthe previous one's:\n{}\nstatus: {status:?}",
+                log(&pods, name, false).await,
+                log(&pods, name, true).await
+            )
+        }
+    };
     match fault {
         Fault::Liveness => assert!(
             previous.contains("terminate request ignored"),
