@@ -7,28 +7,30 @@
 # else, whichever checkout ran last. Files the checkout no longer has are removed, except what
 # its .gitignore ignores (the copy's own build output) and any directory named target.
 sync_tree() {
-	local repo=$1 dir=$2 listed file
+	local repo=$1 dir=$2 listed present file mode
 	mkdir -p "$dir"
 	listed=$(mktemp)
+	present=$(mktemp)
 	(cd "$repo" && { git ls-files --cached --others --exclude-standard 2>/dev/null ||
 		find . -name target -prune -o -name .git -prune -o -type f -print | sed 's|^\./||'; }) |
 		grep -v '^target/' | sort -u >"$listed"
 	while IFS= read -r file; do
 		# Deleted in the worktree but still in the index: the copy loses it too (below).
 		[[ -f $repo/$file ]] || continue
+		printf '%s\n' "$file" >>"$present"
 		if ! cmp -s "$repo/$file" "$dir/$file"; then
 			mkdir -p "$(dirname "$dir/$file")"
 			rm -f "$dir/$file"
 			cp "$repo/$file" "$dir/$file"
-		elif [[ $(stat -c %a "$repo/$file") != "$(stat -c %a "$dir/$file")" ]]; then
-			chmod "$(stat -c %a "$repo/$file")" "$dir/$file"
+		elif mode=$(stat -c %a "$repo/$file") && [[ $mode != "$(stat -c %a "$dir/$file")" ]]; then
+			chmod "$mode" "$dir/$file"
 		fi
 	done <"$listed"
 	# What the copy has and the checkout no longer does, unless it is build output.
 	local extra
 	extra=$(mktemp)
 	(cd "$dir" && find . -name target -prune -o -type f -print | sed 's|^\./||' | sort) |
-		comm -23 - <(while IFS= read -r file; do [[ -f $repo/$file ]] && printf '%s\n' "$file"; done <"$listed") >"$extra"
+		comm -23 - "$present" >"$extra"
 	if [[ -s $extra ]] && git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
 		# Keep what the checkout's .gitignore ignores (fuzz corpora, build output).
 		local kept
@@ -41,5 +43,5 @@ sync_tree() {
 	while IFS= read -r file; do
 		rm -f "$dir/$file"
 	done <"$extra"
-	rm -f "$listed" "$extra"
+	rm -f "$listed" "$present" "$extra"
 }

@@ -193,9 +193,8 @@ async fn restart_then_delete(fault: Fault, name: &str, trigger: &str) {
         Err(e) => {
             let status = app_status(&pods.get(name).await.expect("the Pod"));
             panic!(
-                "{e:#}\nthe current instance's log:\n{}\nthe previous one's:\n{}\nstatus: {status:?}",
+                "{e:#}\nthe current instance's log:\n{}\nthe previous one's:\n{previous}\nstatus: {status:?}",
                 log(&pods, name, false).await,
-                log(&pods, name, true).await
             )
         }
     };
